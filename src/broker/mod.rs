@@ -1,0 +1,262 @@
+//! The engine: topic registry, topics and outboxes. No I/O happens in here; the server feeds it
+//! parsed requests and drains the outboxes it fills.
+//!
+//! Topics live in a `DashMap` (sharded, so unrelated topics never contend). Each topic keeps its
+//! subscriber list as an `ArcSwap` snapshot that subscribe/unsubscribe replace copy-on-write, so a
+//! publish reads it without a lock. A publish serializes its event frame once; the same buffer goes
+//! into the topic's replay ring and into every subscriber's outbox.
+
+mod name;
+pub mod outbox;
+pub mod ring;
+mod topic;
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+
+pub use name::TopicName;
+pub use outbox::{Outbox, Outgoing, Pushed};
+pub use ring::Ring;
+pub use topic::{Payload, Published, Replay, SubscribeAck, Subscriber, Topic};
+
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+
+/// A ready-to-send text frame. It is validated UTF-8 and cheap to clone (reference-counted
+/// `Bytes`), so one serialized event is shared by every subscriber and the ring.
+pub type Frame = tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// One published event as stored in the ring: the frame that was sent, plus where its parts lie
+/// inside it so history can be answered without parsing the frame again.
+#[derive(Debug)]
+pub struct StoredEvent {
+    /// The topic's sequence number of this event.
+    pub seq: u64,
+    /// The event frame exactly as subscribers received it.
+    pub frame: Frame,
+    /// Byte range of the message id, a JSON string including its quotes.
+    pub id: Range<usize>,
+    /// Byte range of the payload, compact JSON.
+    pub payload: Range<usize>,
+    /// Byte range of the timestamp text (without quotes).
+    pub ts: Range<usize>,
+}
+
+impl StoredEvent {
+    /// The message id as a JSON string literal (with quotes).
+    pub fn id_json(&self) -> &str {
+        &self.frame.as_str()[self.id.clone()]
+    }
+
+    /// The payload as compact JSON text.
+    pub fn payload_json(&self) -> &str {
+        &self.frame.as_str()[self.payload.clone()]
+    }
+
+    /// The publish timestamp.
+    pub fn ts(&self) -> &str {
+        &self.frame.as_str()[self.ts.clone()]
+    }
+}
+
+/// A connection's identity inside the engine, unique for the process's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(pub u64);
+
+/// One row of [`Broker::topics`].
+#[derive(Debug, Clone)]
+pub struct TopicStats {
+    /// Topic name.
+    pub name: String,
+    /// Current subscriptions.
+    pub subscribers: usize,
+    /// Messages published since the topic was created.
+    pub messages: u64,
+}
+
+/// The topic registry and the settings the engine enforces.
+#[derive(Debug)]
+pub struct Broker {
+    /// Every live topic by name.
+    topics: DashMap<TopicName, Arc<Topic>>,
+    /// Topics that exist, kept beside the map because `DashMap::len` locks every shard.
+    topic_count: AtomicUsize,
+    /// Source of connection ids.
+    next_conn: AtomicU64,
+    /// Replay ring size for new topics.
+    ring_size: usize,
+    /// Whether subscribe/publish create a missing topic.
+    auto_create: bool,
+    /// Upper bound on `topic_count`.
+    max_topics: usize,
+    /// Largest payload accepted, bytes of compact JSON.
+    max_message_bytes: usize,
+    /// Publishes per second per topic (0 = unlimited).
+    max_publish_rate: u32,
+    /// When the broker started, for `/health`.
+    started: Instant,
+}
+
+impl Broker {
+    /// An empty broker enforcing `config`'s limits.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            topics: DashMap::new(),
+            topic_count: AtomicUsize::new(0),
+            next_conn: AtomicU64::new(1),
+            ring_size: config.ring_buffer_size,
+            auto_create: config.auto_create_topics,
+            max_topics: config.max_topics,
+            max_message_bytes: config.max_message_bytes,
+            max_publish_rate: config.max_publish_rate,
+            started: Instant::now(),
+        }
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Seconds since start.
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Number of topics.
+    pub fn topic_count(&self) -> usize {
+        self.topic_count.load(Ordering::Relaxed)
+    }
+
+    /// The topic called `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.get(name).map(|t| t.value().clone())
+    }
+
+    /// The topic for a subscribe or publish: existing, or created when auto-create is on.
+    pub fn resolve(&self, name: &TopicName) -> Result<Arc<Topic>, ApiError> {
+        if let Some(topic) = self.get(name.as_str()) {
+            return Ok(topic);
+        }
+        if !self.auto_create {
+            return Err(ApiError::new(
+                ErrorCode::TopicNotFound,
+                format!("topic `{name}` does not exist"),
+            ));
+        }
+        self.insert(name, false).map(|(topic, _)| topic)
+    }
+
+    /// Creates `name` explicitly (`POST /topics`); `CONFLICT` when it exists.
+    pub fn create_topic(&self, name: &TopicName) -> Result<Arc<Topic>, ApiError> {
+        match self.insert(name, true)? {
+            (topic, true) => Ok(topic),
+            (_, false) => Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("topic `{name}` already exists"),
+            )),
+        }
+    }
+
+    /// Inserts a topic unless one exists; returns it and whether it was created now.
+    fn insert(&self, name: &TopicName, _explicit: bool) -> Result<(Arc<Topic>, bool), ApiError> {
+        match self.topics.entry(name.clone()) {
+            Entry::Occupied(e) => Ok((e.get().clone(), false)),
+            Entry::Vacant(e) => {
+                // Reserve a slot first so concurrent creators cannot overshoot the limit.
+                let before = self.topic_count.fetch_add(1, Ordering::AcqRel);
+                if before >= self.max_topics {
+                    self.topic_count.fetch_sub(1, Ordering::AcqRel);
+                    return Err(ApiError::new(
+                        ErrorCode::LimitExceeded,
+                        format!("MAX_TOPICS ({}) reached", self.max_topics),
+                    ));
+                }
+                let topic = Arc::new(Topic::new(
+                    name.clone(),
+                    self.ring_size,
+                    self.max_publish_rate,
+                ));
+                e.insert(topic.clone());
+                Ok((topic, true))
+            }
+        }
+    }
+
+    /// Removes `name`: its subscribers get `topic_deleted` and are unsubscribed.
+    pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
+        let Some((_, topic)) = self.topics.remove(name) else {
+            return Err(ApiError::new(
+                ErrorCode::TopicNotFound,
+                format!("topic `{name}` does not exist"),
+            ));
+        };
+        self.topic_count.fetch_sub(1, Ordering::AcqRel);
+        topic.close();
+        Ok(())
+    }
+
+    /// Publishes to `name`, creating it if allowed. The payload is written straight into the
+    /// event frame, which is then shared by the ring and every subscriber.
+    pub fn publish(
+        &self,
+        name: &TopicName,
+        id: Option<&str>,
+        payload: Payload<'_>,
+    ) -> Result<Published, ApiError> {
+        let mut frame = topic::EventBuilder::new(name, id, payload, self.max_message_bytes)?;
+        // A topic deleted between lookup and publish is looked up once more: with auto-create the
+        // message lands in the new topic, otherwise the caller hears TOPIC_NOT_FOUND.
+        for _ in 0..2 {
+            let topic = self.resolve(name)?;
+            if let Some(published) = topic.publish(&mut frame)? {
+                return Ok(published);
+            }
+        }
+        Err(ApiError::new(
+            ErrorCode::TopicNotFound,
+            format!("topic `{name}` was deleted"),
+        ))
+    }
+
+    /// Subscribes `subscriber` to `name` (creating it if allowed) and queues the ack (when
+    /// `ack` is given) followed by any replay, in one outbox slot.
+    pub fn subscribe(
+        &self,
+        name: &TopicName,
+        subscriber: &Subscriber,
+        replay: &Replay,
+        ack: Option<&dyn Fn(&SubscribeAck) -> Frame>,
+    ) -> Result<Arc<Topic>, ApiError> {
+        for _ in 0..2 {
+            let topic = self.resolve(name)?;
+            if topic.subscribe(subscriber, replay, ack) {
+                return Ok(topic);
+            }
+        }
+        Err(ApiError::new(
+            ErrorCode::TopicNotFound,
+            format!("topic `{name}` was deleted"),
+        ))
+    }
+
+    /// Every topic with its counts, sorted by name.
+    pub fn topics(&self) -> Vec<TopicStats> {
+        let mut out: Vec<TopicStats> = self
+            .topics
+            .iter()
+            .map(|e| TopicStats {
+                name: e.key().as_str().to_string(),
+                subscribers: e.value().subscriber_count(),
+                messages: e.value().messages(),
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}

@@ -1,0 +1,235 @@
+//! One connection's outbound queue: a bounded lock-free `ArrayQueue` of ready-to-send frames and
+//! the wake-up of the writer task that drains it.
+//!
+//! Publishers push from any thread and never wait. When the queue is full the connection's
+//! [`SlowConsumerPolicy`] decides: `disconnect` marks the outbox overflowed (the writer then sends
+//! `SLOW_CONSUMER` and closes), `drop_oldest` evicts the oldest queued item and counts it.
+
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
+
+use crossbeam_queue::ArrayQueue;
+use futures_util::task::AtomicWaker;
+
+use super::Frame;
+use crate::config::SlowConsumerPolicy;
+
+/// What a writer sends: one frame, or frames that must stay together and in order (a subscribe
+/// ack followed by its replay), which take a single queue slot so a replay cannot overflow it.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// One text frame.
+    Frame(Frame),
+    /// Several text frames, sent in order.
+    Batch(Box<[Frame]>),
+}
+
+/// What happened to a pushed item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued for the writer.
+    Queued,
+    /// Queued after evicting the oldest item (`drop_oldest`).
+    DroppedOldest,
+    /// Not queued: the queue overflowed under `disconnect`, or the connection is closing.
+    Rejected,
+}
+
+/// A connection's bounded outbound queue plus its writer's wake-up.
+#[derive(Debug)]
+pub struct Outbox {
+    /// Frames waiting for the writer; capacity is `SUBSCRIBER_QUEUE_SIZE`.
+    queue: ArrayQueue<Outgoing>,
+    /// The writer task parks here when the queue is empty. `AtomicWaker` hands the waker out once
+    /// per park, so a burst of pushes costs one task wake-up, not one per frame.
+    waker: AtomicWaker,
+    /// Overflow policy, fixed for the connection's life.
+    policy: SlowConsumerPolicy,
+    /// Set when the queue overflowed under `disconnect`; the writer closes with `SLOW_CONSUMER`.
+    overflowed: AtomicBool,
+    /// Set when the connection is going away; pushes are refused so nothing piles up.
+    closed: AtomicBool,
+    /// Items evicted under `drop_oldest`, reported in stats.
+    dropped: AtomicU64,
+}
+
+impl Outbox {
+    /// An empty outbox holding at most `capacity` items.
+    pub fn new(capacity: usize, policy: SlowConsumerPolicy) -> Self {
+        Self {
+            queue: ArrayQueue::new(capacity.max(1)),
+            waker: AtomicWaker::new(),
+            policy,
+            overflowed: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `item` without waiting, applying the overflow policy, and wakes the writer.
+    pub fn push(&self, item: Outgoing) -> Pushed {
+        if self.closed.load(Ordering::Relaxed) || self.overflowed.load(Ordering::Relaxed) {
+            return Pushed::Rejected;
+        }
+        let outcome = match self.policy {
+            SlowConsumerPolicy::Disconnect => match self.queue.push(item) {
+                Ok(()) => Pushed::Queued,
+                Err(_) => {
+                    self.overflowed.store(true, Ordering::Release);
+                    Pushed::Rejected
+                }
+            },
+            SlowConsumerPolicy::DropOldest => match self.queue.force_push(item) {
+                None => Pushed::Queued,
+                Some(_evicted) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    Pushed::DroppedOldest
+                }
+            },
+        };
+        self.waker.wake();
+        outcome
+    }
+
+    /// Takes the oldest queued item.
+    pub fn pop(&self) -> Option<Outgoing> {
+        self.queue.pop()
+    }
+
+    /// Items currently queued.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Whether the queue overflowed under policy `disconnect`.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Acquire)
+    }
+
+    /// Items evicted so far under `drop_oldest`.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Refuses further pushes and wakes the writer so it can finish.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once there is something for the writer to do: an item, an overflow or a close.
+    pub async fn ready(&self) {
+        poll_fn(|cx| {
+            if self.has_work() {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            // A push between the check above and the registration would have found no waker;
+            // checking again after registering closes that window.
+            if self.has_work() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Resolves once the queue overflowed under `disconnect`, so a writer stuck on a socket that
+    /// does not drain can give up instead of waiting forever.
+    pub async fn overflow(&self) {
+        poll_fn(|cx| {
+            if self.overflowed() {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            if self.overflowed() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn has_work(&self) -> bool {
+        !self.queue.is_empty()
+            || self.overflowed.load(Ordering::Acquire)
+            || self.closed.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(s: &'static str) -> Outgoing {
+        Outgoing::Frame(Frame::from_static(s))
+    }
+
+    fn text(o: Option<Outgoing>) -> String {
+        match o {
+            Some(Outgoing::Frame(f)) => f.as_str().to_string(),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn disconnect_policy_rejects_and_flags_overflow() {
+        let o = Outbox::new(2, SlowConsumerPolicy::Disconnect);
+        assert_eq!(o.push(frame("1")), Pushed::Queued);
+        assert_eq!(o.push(frame("2")), Pushed::Queued);
+        assert!(!o.overflowed());
+        assert_eq!(o.push(frame("3")), Pushed::Rejected);
+        assert!(o.overflowed());
+        // Once overflowed, nothing more is accepted even after the writer pops.
+        assert_eq!(text(o.pop()), "1");
+        assert_eq!(o.push(frame("4")), Pushed::Rejected);
+    }
+
+    #[test]
+    fn drop_oldest_policy_evicts_and_counts() {
+        let o = Outbox::new(2, SlowConsumerPolicy::DropOldest);
+        o.push(frame("1"));
+        o.push(frame("2"));
+        assert_eq!(o.push(frame("3")), Pushed::DroppedOldest);
+        assert_eq!(o.dropped(), 1);
+        assert_eq!(text(o.pop()), "2");
+        assert_eq!(text(o.pop()), "3");
+        assert!(o.pop().is_none());
+    }
+
+    #[test]
+    fn closed_outbox_refuses() {
+        let o = Outbox::new(2, SlowConsumerPolicy::Disconnect);
+        o.close();
+        assert_eq!(o.push(frame("1")), Pushed::Rejected);
+        assert!(o.is_empty());
+    }
+
+    #[tokio::test]
+    async fn ready_wakes_on_push_from_another_thread() {
+        let o = std::sync::Arc::new(Outbox::new(4, SlowConsumerPolicy::Disconnect));
+        let pusher = o.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            pusher.push(frame("x"));
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(5), o.ready())
+            .await
+            .expect("writer woken");
+        assert_eq!(text(o.pop()), "x");
+        t.join().unwrap();
+    }
+}

@@ -1,0 +1,500 @@
+//! One topic: its subscriber snapshot, its sequencer and its replay ring.
+//!
+//! # Concurrency
+//! - Publishers read the subscriber list with one `ArcSwap::load`, no lock.
+//! - Publishers of the *same* topic are ordered by the `sequencer` mutex: taking the next `seq`,
+//!   appending to the ring and pushing to the outboxes happen inside it, so every subscriber
+//!   receives events in `seq` order. Without it two publishers could take seq 5 and 6 and push
+//!   them in the opposite order. The critical section is short (the frame is built before it) and
+//!   never awaits; subscribers, ring readers and other topics never take it.
+//! - Subscribe, unsubscribe and delete replace the snapshot copy-on-write inside the same mutex.
+//!   That is what makes replay exact: the ack's `seq`, the replayed run and the first live event
+//!   are decided at one point between two publishes, so nothing is missed or sent twice.
+
+use std::io::Write;
+use std::mem;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use simd_json::prelude::Writable;
+
+use super::outbox::{Outbox, Outgoing};
+use super::ring::Ring;
+use super::{ConnId, Frame, StoredEvent, TopicName};
+use crate::clock::{self, Timestamp};
+use crate::error::{ApiError, ErrorCode};
+use crate::protocol::server as frames;
+
+/// A connection subscribed to a topic: who it is and where its frames go.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// The connection, to find it again on unsubscribe.
+    pub conn: ConnId,
+    /// Its outbound queue.
+    pub outbox: Arc<Outbox>,
+}
+
+/// What a subscribe asks to replay before live events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// Live events only.
+    None,
+    /// The last N stored events (capped at the ring size).
+    LastN(u64),
+    /// Every stored event after `seq`, if `epoch` (when given) is still the topic's.
+    Since {
+        /// Last `seq` the client saw.
+        seq: u64,
+        /// The topic epoch the client saw it in.
+        epoch: Option<String>,
+    },
+}
+
+/// The facts a subscribe ack reports.
+#[derive(Debug)]
+pub struct SubscribeAck<'a> {
+    /// The topic's latest `seq` when the subscription took effect.
+    pub seq: u64,
+    /// The topic's epoch.
+    pub epoch: &'a str,
+    /// Whether the requested replay is complete; `None` when none was requested.
+    pub recovered: Option<bool>,
+}
+
+/// The payload of a publish, written straight into the event frame.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// A JSON value parsed from a client frame.
+    Value(&'a simd_json::BorrowedValue<'a>),
+    /// Text that is sent as a JSON string.
+    Text(&'a str),
+}
+
+/// The outcome of a publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The message id as a JSON string literal (with quotes), ready to splice into a reply.
+    pub id_json: Box<str>,
+    /// The `seq` the message got.
+    pub seq: u64,
+}
+
+/// An event frame built up to its `seq`, which only the topic's sequencer can add.
+#[derive(Debug)]
+pub(crate) struct EventBuilder {
+    /// `{"type":"event",...,"seq":` so far.
+    buf: Vec<u8>,
+    /// Where the id literal lies in `buf`.
+    id: Range<usize>,
+    /// Where the payload lies in `buf`.
+    payload: Range<usize>,
+    /// Where the timestamp lies in `buf`.
+    ts: Range<usize>,
+}
+
+impl EventBuilder {
+    /// Serializes everything but the `seq`; `PAYLOAD_TOO_LARGE` past `max_payload` bytes.
+    pub(crate) fn new(
+        topic: &TopicName,
+        id: Option<&str>,
+        payload: Payload<'_>,
+        max_payload: usize,
+    ) -> Result<Self, ApiError> {
+        let mut buf = Vec::with_capacity(128 + topic.as_str().len());
+        buf.extend_from_slice(br#"{"type":"event","topic":""#);
+        buf.extend_from_slice(topic.as_str().as_bytes());
+        buf.extend_from_slice(br#"","message":{"id":"#);
+        let id_start = buf.len();
+        match id {
+            Some(id) => frames::write_json_str(&mut buf, id),
+            None => {
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                let uuid = uuid::Uuid::new_v4();
+                buf.push(b'"');
+                buf.extend_from_slice(uuid.hyphenated().encode_lower(&mut text).as_bytes());
+                buf.push(b'"');
+            }
+        }
+        let id_range = id_start..buf.len();
+        buf.extend_from_slice(br#","payload":"#);
+        let payload_start = buf.len();
+        let written = match payload {
+            Payload::Value(value) => value.write(&mut buf),
+            Payload::Text(text) => {
+                frames::write_json_str(&mut buf, text);
+                Ok(())
+            }
+        };
+        if written.is_err() {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "payload serialization failed",
+            ));
+        }
+        let payload_len = buf.len() - payload_start;
+        if payload_len > max_payload {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("message is {payload_len} bytes, over the limit of {max_payload}"),
+            ));
+        }
+        let payload_range = payload_start..buf.len();
+        buf.extend_from_slice(br#"},"ts":""#);
+        let ts_start = buf.len();
+        buf.extend_from_slice(clock::now().as_str().as_bytes());
+        let ts_range = ts_start..buf.len();
+        buf.extend_from_slice(br#"","seq":"#);
+        Ok(Self {
+            buf,
+            id: id_range,
+            payload: payload_range,
+            ts: ts_range,
+        })
+    }
+}
+
+/// Per-topic token bucket for `MAX_PUBLISH_RATE` (burst = one second's worth).
+#[derive(Debug)]
+struct RateLimiter {
+    /// Tokens per second, and the bucket size.
+    rate: f64,
+    /// Tokens available now.
+    tokens: f64,
+    /// When `tokens` was last refilled.
+    last: Instant,
+}
+
+impl RateLimiter {
+    fn try_take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// State only the sequencer's holder may touch.
+#[derive(Debug)]
+struct Sequencer {
+    /// Last `seq` handed out.
+    seq: u64,
+    /// Present when `MAX_PUBLISH_RATE` is set.
+    limiter: Option<RateLimiter>,
+}
+
+/// A topic.
+#[derive(Debug)]
+pub struct Topic {
+    /// Its name.
+    name: TopicName,
+    /// Changes whenever `seq` numbering starts over (here: each time the topic is created), so a
+    /// resuming client can tell its `since_seq` belongs to another life of the topic.
+    epoch: Box<str>,
+    /// When it was created, for `GET /topics/{name}`.
+    created_at: Timestamp,
+    /// Current subscribers; replaced copy-on-write, read lock-free by publishers.
+    subscribers: ArcSwap<Vec<Subscriber>>,
+    /// Orders publishes and subscription changes (see the module docs).
+    sequencer: Mutex<Sequencer>,
+    /// The last `RING_BUFFER_SIZE` events.
+    ring: Ring,
+    /// Set once the topic is removed from the registry; late publishers and subscribers retry.
+    deleted: AtomicBool,
+}
+
+impl Topic {
+    /// A new empty topic with a fresh epoch.
+    pub fn new(name: TopicName, ring_size: usize, max_publish_rate: u32) -> Self {
+        let limiter = (max_publish_rate > 0).then(|| RateLimiter {
+            rate: f64::from(max_publish_rate),
+            tokens: f64::from(max_publish_rate),
+            last: Instant::now(),
+        });
+        Self {
+            name,
+            epoch: uuid::Uuid::new_v4().simple().to_string()[..16].into(),
+            created_at: clock::now(),
+            subscribers: ArcSwap::from_pointee(Vec::new()),
+            sequencer: Mutex::new(Sequencer { seq: 0, limiter }),
+            ring: Ring::new(ring_size),
+            deleted: AtomicBool::new(false),
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &TopicName {
+        &self.name
+    }
+
+    /// Its epoch.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// When it was created.
+    pub fn created_at(&self) -> &str {
+        self.created_at.as_str()
+    }
+
+    /// Latest `seq` (0 before the first message); equals messages published on a single node.
+    pub fn messages(&self) -> u64 {
+        self.ring.head()
+    }
+
+    /// Current subscriptions.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.load().len()
+    }
+
+    /// Whether the topic was deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Up to `n` stored events, oldest first.
+    pub fn history(&self, n: usize) -> Vec<Arc<StoredEvent>> {
+        self.ring.last_n(n)
+    }
+
+    /// Assigns the next `seq`, stores the event and queues it for every subscriber.
+    /// `Ok(None)` when the topic was deleted meanwhile (the caller looks it up again).
+    pub(crate) fn publish(&self, event: &mut EventBuilder) -> Result<Option<Published>, ApiError> {
+        let mut sequencer = self.sequencer.lock();
+        if self.is_deleted() {
+            return Ok(None);
+        }
+        if let Some(limiter) = &mut sequencer.limiter {
+            if !limiter.try_take() {
+                return Err(ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!("topic `{}` is over MAX_PUBLISH_RATE", self.name),
+                ));
+            }
+        }
+        sequencer.seq += 1;
+        let seq = sequencer.seq;
+        let mut buf = mem::take(&mut event.buf);
+        let _ = write!(buf, "{seq}}}");
+        let frame = Frame::try_from(Bytes::from(buf))
+            .map_err(|_| ApiError::new(ErrorCode::Internal, "event frame is not UTF-8"))?;
+        let stored = Arc::new(StoredEvent {
+            seq,
+            frame,
+            id: event.id.clone(),
+            payload: event.payload.clone(),
+            ts: event.ts.clone(),
+        });
+        for subscriber in self.subscribers.load().iter() {
+            // The outcome is the subscriber's problem: an overflowed outbox is closed by its own
+            // writer task, and the publisher never waits.
+            subscriber
+                .outbox
+                .push(Outgoing::Frame(stored.frame.clone()));
+        }
+        let id_json = stored.id_json().into();
+        self.ring.push(stored);
+        drop(sequencer);
+        Ok(Some(Published { id_json, seq }))
+    }
+
+    /// Adds `subscriber` (idempotent) and queues the ack built by `ack` followed by the replay.
+    /// Returns false when the topic was deleted meanwhile.
+    pub(crate) fn subscribe(
+        &self,
+        subscriber: &Subscriber,
+        replay: &Replay,
+        ack: Option<&dyn Fn(&SubscribeAck) -> Frame>,
+    ) -> bool {
+        let sequencer = self.sequencer.lock();
+        if self.is_deleted() {
+            return false;
+        }
+        let current = self.subscribers.load();
+        let already = current.iter().any(|s| s.conn == subscriber.conn);
+        if !already {
+            let mut next = Vec::with_capacity(current.len() + 1);
+            next.extend(current.iter().cloned());
+            next.push(subscriber.clone());
+            self.subscribers.store(Arc::new(next));
+        }
+        let latest = sequencer.seq;
+        // A repeated subscribe replays nothing: the connection already has those events.
+        let (events, recovered) = match replay {
+            _ if already => (Vec::new(), None),
+            Replay::None => (Vec::new(), None),
+            Replay::LastN(n) => (
+                self.ring.last_n(usize::try_from(*n).unwrap_or(usize::MAX)),
+                Some(true),
+            ),
+            Replay::Since { epoch: Some(e), .. } if **e != *self.epoch => (Vec::new(), Some(false)),
+            Replay::Since { seq, .. } if *seq > latest => (Vec::new(), Some(false)),
+            Replay::Since { seq, .. } => {
+                let (events, complete) = self.ring.since(*seq);
+                (events, Some(complete))
+            }
+        };
+        let mut out = Vec::with_capacity(events.len() + 1);
+        if let Some(ack) = ack {
+            out.push(ack(&SubscribeAck {
+                seq: latest,
+                epoch: &self.epoch,
+                recovered,
+            }));
+        }
+        out.extend(events.iter().map(|e| e.frame.clone()));
+        let item = match out.len() {
+            0 => None,
+            1 => out.pop().map(Outgoing::Frame),
+            _ => Some(Outgoing::Batch(out.into_boxed_slice())),
+        };
+        if let Some(item) = item {
+            subscriber.outbox.push(item);
+        }
+        drop(sequencer);
+        true
+    }
+
+    /// Removes the connection's subscription; returns whether it had one.
+    pub fn unsubscribe(&self, conn: ConnId) -> bool {
+        let _sequencer = self.sequencer.lock();
+        let current = self.subscribers.load();
+        if !current.iter().any(|s| s.conn == conn) {
+            return false;
+        }
+        let next: Vec<Subscriber> = current.iter().filter(|s| s.conn != conn).cloned().collect();
+        self.subscribers.store(Arc::new(next));
+        true
+    }
+
+    /// Marks the topic deleted, empties its subscriber list and tells each subscriber.
+    pub(crate) fn close(&self) {
+        let _sequencer = self.sequencer.lock();
+        self.deleted.store(true, Ordering::Release);
+        let gone = self.subscribers.swap(Arc::new(Vec::new()));
+        if gone.is_empty() {
+            return;
+        }
+        let info = frames::info_topic_deleted(&self.name);
+        for subscriber in gone.iter() {
+            subscriber.outbox.push(Outgoing::Frame(info.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SlowConsumerPolicy;
+
+    fn topic() -> Topic {
+        Topic::new(TopicName::parse("t").unwrap(), 4, 0)
+    }
+
+    fn sub(id: u64) -> Subscriber {
+        Subscriber {
+            conn: ConnId(id),
+            outbox: Arc::new(Outbox::new(64, SlowConsumerPolicy::Disconnect)),
+        }
+    }
+
+    fn publish(t: &Topic, text: &str) -> u64 {
+        let mut ev = EventBuilder::new(t.name(), Some("x"), Payload::Text(text), 1 << 20).unwrap();
+        t.publish(&mut ev).unwrap().unwrap().seq
+    }
+
+    fn texts(o: &Outbox) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(item) = o.pop() {
+            match item {
+                Outgoing::Frame(f) => out.push(f.as_str().to_string()),
+                Outgoing::Batch(fs) => out.extend(fs.iter().map(|f| f.as_str().to_string())),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn event_frame_is_valid_json_with_every_field() {
+        let t = topic();
+        let s = sub(1);
+        assert!(t.subscribe(&s, &Replay::None, None));
+        publish(&t, "hi \"there\"");
+        let got = texts(&s.outbox);
+        let v: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
+        assert_eq!(v["type"], "event");
+        assert_eq!(v["topic"], "t");
+        assert_eq!(v["message"]["id"], "x");
+        assert_eq!(v["message"]["payload"], "hi \"there\"");
+        assert_eq!(v["seq"], 1);
+        let stored = &t.history(1)[0];
+        assert_eq!(stored.payload_json(), r#""hi \"there\"""#);
+        assert_eq!(stored.id_json(), r#""x""#);
+        assert_eq!(stored.ts(), v["ts"].as_str().unwrap());
+    }
+
+    #[test]
+    fn subscribe_twice_delivers_once() {
+        let t = topic();
+        let s = sub(1);
+        t.subscribe(&s, &Replay::None, None);
+        t.subscribe(&s, &Replay::LastN(3), None);
+        assert_eq!(t.subscriber_count(), 1);
+        publish(&t, "a");
+        assert_eq!(texts(&s.outbox).len(), 1);
+    }
+
+    #[test]
+    fn since_with_wrong_epoch_replays_nothing() {
+        let t = topic();
+        for p in ["a", "b"] {
+            publish(&t, p);
+        }
+        let s = sub(1);
+        let recovered = std::cell::Cell::new(None);
+        let ack = |a: &SubscribeAck| {
+            recovered.set(Some(a.recovered));
+            Frame::from_static("{}")
+        };
+        let replay = Replay::Since {
+            seq: 0,
+            epoch: Some("other".into()),
+        };
+        t.subscribe(&s, &replay, Some(&ack));
+        assert_eq!(recovered.get(), Some(Some(false)));
+        assert_eq!(texts(&s.outbox), vec!["{}"]);
+    }
+
+    #[test]
+    fn delete_notifies_and_empties() {
+        let t = topic();
+        let s = sub(1);
+        t.subscribe(&s, &Replay::None, None);
+        t.close();
+        assert_eq!(t.subscriber_count(), 0);
+        assert!(texts(&s.outbox)[0].contains("topic_deleted"));
+        let mut ev = EventBuilder::new(t.name(), None, Payload::Text("x"), 10).unwrap();
+        assert!(t.publish(&mut ev).unwrap().is_none());
+    }
+
+    #[test]
+    fn rate_limit_refuses_past_the_burst() {
+        let t = Topic::new(TopicName::parse("t").unwrap(), 4, 3);
+        for _ in 0..3 {
+            publish(&t, "ok");
+        }
+        let mut ev = EventBuilder::new(t.name(), None, Payload::Text("x"), 10).unwrap();
+        let err = t.publish(&mut ev).unwrap_err();
+        assert_eq!(err.code, ErrorCode::RateLimited);
+    }
+}

@@ -1,0 +1,303 @@
+//! Client frames (PROTOCOL.md §1): decoded from a simd-json value into a borrowed view, with the
+//! seed aliases (`action` for `type`, `data` for `message.payload`) folded in.
+
+use simd_json::prelude::*;
+use simd_json::BorrowedValue;
+
+use crate::broker::{Replay, TopicName};
+use crate::error::ApiError;
+
+/// Largest integer a JSON number can carry exactly in every client (2^53 - 1).
+const MAX_SAFE_INT: u64 = (1 << 53) - 1;
+
+/// What a client frame asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Start receiving a topic's events.
+    Subscribe,
+    /// Stop receiving them.
+    Unsubscribe,
+    /// Send a message to a topic.
+    Publish,
+    /// Application-level ping; answered with `pong`.
+    Ping,
+}
+
+/// A client's `request_id`, kept as the JSON literal it arrived as (a string, or a number from
+/// lenient clients) so it is echoed back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub(crate) Box<str>);
+
+impl RequestId {
+    /// The JSON literal, ready to splice into a frame.
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A decoded client frame, borrowing from the parsed value.
+#[derive(Debug)]
+pub struct ClientFrame<'v> {
+    /// What it asks for.
+    pub kind: Kind,
+    /// The topic; present for subscribe, unsubscribe and publish.
+    pub topic: Option<TopicName>,
+    /// Echoed on the reply.
+    pub request_id: Option<RequestId>,
+    /// Publish: the client's message id, if it chose one.
+    pub message_id: Option<&'v str>,
+    /// Publish: the payload (`message.payload`, or `data`).
+    pub payload: Option<&'v BorrowedValue<'v>>,
+    /// Subscribe: what to replay first.
+    pub replay: Replay,
+    /// Optional client name, for logs.
+    pub client_id: Option<&'v str>,
+}
+
+/// A frame that cannot be served, with the `request_id` to echo when it could be read.
+#[derive(Debug)]
+pub struct FrameError {
+    /// Echoed on the error frame.
+    pub request_id: Option<RequestId>,
+    /// What was wrong.
+    pub error: ApiError,
+}
+
+/// Decodes a parsed client frame.
+pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, FrameError> {
+    let Some(object) = value.as_object() else {
+        return Err(FrameError {
+            request_id: None,
+            error: ApiError::bad_request("a frame must be a JSON object"),
+        });
+    };
+    let request_id = match object.get("request_id") {
+        None | Some(BorrowedValue::Static(StaticNode::Null)) => None,
+        Some(v) if v.is_str() || v.is_i64() || v.is_u64() => {
+            Some(RequestId(v.encode().into_boxed_str()))
+        }
+        Some(_) => {
+            return Err(FrameError {
+                request_id: None,
+                error: ApiError::bad_request("`request_id` must be a string"),
+            })
+        }
+    };
+    let fail = |message: String| FrameError {
+        request_id: request_id.clone(),
+        error: ApiError::bad_request(message),
+    };
+    let kind_value = object.get("type").or_else(|| object.get("action"));
+    let kind = match kind_value.map(|v| v.as_str()) {
+        None => return Err(fail("missing field `type`".into())),
+        Some(None) => return Err(fail("`type` must be a string".into())),
+        Some(Some("subscribe")) => Kind::Subscribe,
+        Some(Some("unsubscribe")) => Kind::Unsubscribe,
+        Some(Some("publish")) => Kind::Publish,
+        Some(Some("ping")) => Kind::Ping,
+        Some(Some(other)) => {
+            let shown: String = other.chars().take(64).collect();
+            return Err(fail(format!(
+                "unknown type `{shown}` (expected subscribe, unsubscribe, publish or ping)"
+            )));
+        }
+    };
+    let string = |key: &str| -> Result<Option<&'v str>, FrameError> {
+        match object.get(key) {
+            None | Some(BorrowedValue::Static(StaticNode::Null)) => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or_else(|| fail(format!("`{key}` must be a string"))),
+        }
+    };
+    let client_id = string("client_id")?;
+    let topic = if kind == Kind::Ping {
+        None
+    } else {
+        let name = string("topic")?.ok_or_else(|| fail("missing field `topic`".into()))?;
+        Some(TopicName::parse(name).map_err(|e| fail(e.message))?)
+    };
+    let mut frame = ClientFrame {
+        kind,
+        topic,
+        request_id: None,
+        message_id: None,
+        payload: None,
+        replay: Replay::None,
+        client_id,
+    };
+    match kind {
+        Kind::Publish => {
+            match object.get("message") {
+                Some(BorrowedValue::Object(message)) => {
+                    frame.message_id = match message.get("id") {
+                        None | Some(BorrowedValue::Static(StaticNode::Null)) => None,
+                        Some(v) => Some(
+                            v.as_str()
+                                .ok_or_else(|| fail("`message.id` must be a string".into()))?,
+                        ),
+                    };
+                    frame.payload = Some(
+                        message
+                            .get("payload")
+                            .ok_or_else(|| fail("missing field `message.payload`".into()))?,
+                    );
+                }
+                Some(_) => return Err(fail("`message` must be an object".into())),
+                None => {
+                    frame.payload = Some(object.get("data").ok_or_else(|| {
+                        fail("publish needs `message.payload` (or `data`)".into())
+                    })?);
+                }
+            }
+            if frame.message_id.is_some_and(|id| id.len() > 255) {
+                return Err(fail("`message.id` longer than 255 bytes".into()));
+            }
+        }
+        Kind::Subscribe => {
+            let int = |key: &str| -> Result<Option<u64>, FrameError> {
+                match object.get(key) {
+                    None | Some(BorrowedValue::Static(StaticNode::Null)) => Ok(None),
+                    Some(v) => match v.as_u64() {
+                        Some(n) if n <= MAX_SAFE_INT && !v.is_f64() => Ok(Some(n)),
+                        _ => Err(fail(format!(
+                            "`{key}` must be an integer between 0 and {MAX_SAFE_INT}"
+                        ))),
+                    },
+                }
+            };
+            let last_n = int("last_n")?;
+            let since_seq = int("since_seq")?;
+            let epoch = string("epoch")?;
+            // since_seq is the more precise request, so it wins when both are given.
+            frame.replay = match (since_seq, last_n) {
+                (Some(seq), _) => Replay::Since {
+                    seq,
+                    epoch: epoch.map(str::to_string),
+                },
+                (None, Some(n)) if n > 0 => Replay::LastN(n),
+                (None, Some(_)) => Replay::LastN(0),
+                (None, None) => Replay::None,
+            };
+        }
+        Kind::Unsubscribe | Kind::Ping => {}
+    }
+    frame.request_id = request_id;
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<(Kind, Option<String>, Replay, Option<String>), String> {
+        let mut bytes = text.as_bytes().to_vec();
+        let value = simd_json::to_borrowed_value(&mut bytes).map_err(|e| e.to_string())?;
+        decode(&value)
+            .map(|f| {
+                (
+                    f.kind,
+                    f.topic.map(|t| t.to_string()),
+                    f.replay,
+                    f.payload.map(|p| p.encode()),
+                )
+            })
+            .map_err(|e| {
+                format!(
+                    "{}|{}",
+                    e.request_id
+                        .map(|r| r.as_json().to_string())
+                        .unwrap_or_default(),
+                    e.error.message
+                )
+            })
+    }
+
+    #[test]
+    fn publish_forms_and_aliases() {
+        let (k, t, _, p) =
+            parse(r#"{"type":"publish","topic":"a","message":{"id":"1","payload":{"x":1}}}"#)
+                .unwrap();
+        assert_eq!(
+            (k, t.as_deref(), p.as_deref()),
+            (Kind::Publish, Some("a"), Some(r#"{"x":1}"#))
+        );
+        let (k, _, _, p) = parse(r#"{"action":"publish","topic":"a","data":[1,2]}"#).unwrap();
+        assert_eq!((k, p.as_deref()), (Kind::Publish, Some("[1,2]")));
+        // message wins over data
+        let (_, _, _, p) =
+            parse(r#"{"type":"publish","topic":"a","data":1,"message":{"payload":2}}"#).unwrap();
+        assert_eq!(p.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn replay_fields() {
+        let (_, _, r, _) = parse(r#"{"type":"subscribe","topic":"a","last_n":5}"#).unwrap();
+        assert_eq!(r, Replay::LastN(5));
+        let (_, _, r, _) =
+            parse(r#"{"type":"subscribe","topic":"a","last_n":5,"since_seq":3,"epoch":"e"}"#)
+                .unwrap();
+        assert_eq!(
+            r,
+            Replay::Since {
+                seq: 3,
+                epoch: Some("e".into())
+            }
+        );
+    }
+
+    #[test]
+    fn bad_frames_name_the_problem_and_keep_request_id() {
+        let cases = [
+            (r#"[1]"#, "|a frame must be a JSON object"),
+            (r#"{"request_id":"r"}"#, r#""r"|missing field `type`"#),
+            (r#"{"type":"nope","request_id":7}"#, "7|unknown type `nope`"),
+            (
+                r#"{"type":"subscribe","request_id":"r"}"#,
+                r#""r"|missing field `topic`"#,
+            ),
+            (
+                r#"{"type":"subscribe","topic":"a b"}"#,
+                "|topic name may only contain",
+            ),
+            (
+                r#"{"type":"subscribe","topic":5}"#,
+                "|`topic` must be a string",
+            ),
+            (
+                r#"{"type":"subscribe","topic":"a","last_n":-1}"#,
+                "|`last_n` must be an integer",
+            ),
+            (
+                r#"{"type":"subscribe","topic":"a","last_n":1.5}"#,
+                "|`last_n` must be an integer",
+            ),
+            (
+                r#"{"type":"subscribe","topic":"a","last_n":9007199254740992}"#,
+                "|`last_n` must",
+            ),
+            (r#"{"type":"publish","topic":"a"}"#, "|publish needs"),
+            (
+                r#"{"type":"publish","topic":"a","message":"x"}"#,
+                "|`message` must be an object",
+            ),
+            (
+                r#"{"type":"publish","topic":"a","message":{"id":1,"payload":1}}"#,
+                "|`message.id`",
+            ),
+        ];
+        for (input, want) in cases {
+            let got = parse(input).unwrap_err();
+            assert!(
+                got.starts_with(want),
+                "{input}: got {got:?}, want prefix {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        assert!(parse(r#"{"type":"ping","extra":{"deep":[1]}}"#).is_ok());
+    }
+}

@@ -1,0 +1,461 @@
+//! One WebSocket connection: a read loop that parses and serves client frames, and a writer task
+//! that drains the connection's outbox to the socket.
+//!
+//! Everything the connection sends (acks, errors, events, replays) goes through its one bounded
+//! outbox, so the order a client sees is the order frames were queued, and no publisher ever
+//! waits for this socket. The writer feeds every queued frame and flushes once per batch.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, field, info_span, Instrument, Span};
+
+use super::State;
+use crate::broker::{
+    Outbox, Outgoing, Payload, Replay, SubscribeAck, Subscriber, Topic, TopicName,
+};
+use crate::error::{ApiError, ErrorCode};
+use crate::protocol::{self, server as frames, ClientFrame, Kind, RequestId};
+
+/// Most outbox items written before one flush; bounds how long a batch holds the socket.
+const MAX_BATCH: usize = 1024;
+
+/// How long a closing connection waits for the peer's close reply before dropping the socket.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Why the read loop stopped.
+#[derive(Debug)]
+enum ReadEnd {
+    /// The peer sent a close frame or the stream ended.
+    PeerClosed,
+    /// Nothing arrived for `IDLE_TIMEOUT_SECS`.
+    Idle,
+    /// A frame over the size limit.
+    TooBig,
+    /// A text frame that is not UTF-8.
+    BadUtf8,
+    /// A protocol or I/O error; the socket is unusable.
+    Broken,
+    /// The server is shutting down; the writer drains and closes.
+    Shutdown,
+    /// The writer gave up (slow consumer or write error).
+    WriterGone,
+}
+
+/// Serves one upgraded WebSocket until it closes.
+pub(super) async fn run<S>(
+    state: Arc<State>,
+    ws: WebSocketStream<S>,
+    peer: SocketAddr,
+    initial: Option<TopicName>,
+    client_id: Option<String>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = state.broker.next_conn_id();
+    let span = info_span!("conn", conn_id = conn.0, %peer, client_id = field::Empty);
+    if let Some(id) = &client_id {
+        span.record("client_id", id.as_str());
+    }
+    state.sessions.fetch_add(1, Ordering::Relaxed);
+    serve(state.clone(), ws, conn, initial)
+        .instrument(span)
+        .await;
+    state.sessions.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn serve<S>(
+    state: Arc<State>,
+    ws: WebSocketStream<S>,
+    conn: crate::broker::ConnId,
+    initial: Option<TopicName>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    debug!("connected");
+    let outbox = Arc::new(Outbox::new(
+        state.config.subscriber_queue_size,
+        state.config.slow_consumer_policy,
+    ));
+    let (sink, mut stream) = ws.split();
+    let writer_done = CancellationToken::new();
+    let (close_tx, close_rx) = oneshot::channel();
+    let writer = state.tracker.spawn(
+        Writer {
+            sink,
+            outbox: outbox.clone(),
+            shutdown: state.shutdown.clone(),
+            heartbeat: state.config.heartbeat_interval,
+            drain_timeout: state.config.shutdown_timeout,
+        }
+        .run(close_rx, writer_done.clone())
+        .instrument(Span::current()),
+    );
+    let mut session = Session {
+        subscriber: Subscriber {
+            conn,
+            outbox: outbox.clone(),
+        },
+        subscriptions: HashMap::new(),
+        state,
+    };
+    if let Some(topic) = initial {
+        // Seed (a) sockets open subscribed and get no ack.
+        session.subscribe(topic, None, Replay::None, false);
+    }
+    let end = session.read_loop(&mut stream, &writer_done).await;
+    debug!(?end, "read loop ended");
+    session.unsubscribe_all();
+    let close = match end {
+        ReadEnd::Idle => Some(close_frame(CloseCode::Away, "idle timeout")),
+        ReadEnd::TooBig => Some(close_frame(CloseCode::Size, "message too big")),
+        ReadEnd::BadUtf8 => Some(close_frame(CloseCode::Invalid, "text frame is not UTF-8")),
+        _ => None,
+    };
+    let linger = matches!(
+        end,
+        ReadEnd::Idle | ReadEnd::TooBig | ReadEnd::Shutdown | ReadEnd::WriterGone
+    );
+    let _ = close_tx.send(close);
+    let _ = writer.await;
+    outbox.close();
+    if linger {
+        // We sent a close frame: read until the peer's answer (or give up soon), so the socket is
+        // not reset under data the client has not read yet.
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(Ok(message)) = stream.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    debug!("disconnected");
+}
+
+fn close_frame(code: CloseCode, reason: &'static str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: reason.into(),
+    }
+}
+
+/// The reading half's state: the connection's subscriptions.
+struct Session {
+    /// Shared server state.
+    state: Arc<State>,
+    /// This connection as the broker knows it.
+    subscriber: Subscriber,
+    /// Topics this connection is subscribed to, to unsubscribe on exit and enforce the cap.
+    subscriptions: HashMap<TopicName, Arc<Topic>>,
+}
+
+impl Session {
+    async fn read_loop<S>(
+        &mut self,
+        stream: &mut SplitStream<WebSocketStream<S>>,
+        writer_done: &CancellationToken,
+    ) -> ReadEnd
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let idle = self.state.config.idle_timeout;
+        let mut deadline = Instant::now() + idle;
+        // Reused across frames: simd-json parses in place and needs scratch space.
+        let mut scratch: Vec<u8> = Vec::new();
+        let mut buffers = simd_json::Buffers::default();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.state.shutdown.cancelled() => return ReadEnd::Shutdown,
+                _ = writer_done.cancelled() => return ReadEnd::WriterGone,
+                next = tokio::time::timeout_at(deadline, stream.next()) => next,
+            };
+            let message = match next {
+                Err(_) => return ReadEnd::Idle,
+                Ok(None) => return ReadEnd::PeerClosed,
+                Ok(Some(Ok(message))) => message,
+                Ok(Some(Err(WsError::Capacity(e)))) => {
+                    debug!(error = %e, "frame over the size limit");
+                    return ReadEnd::TooBig;
+                }
+                Ok(Some(Err(WsError::Utf8(_)))) => return ReadEnd::BadUtf8,
+                Ok(Some(Err(e))) => {
+                    debug!(error = %e, "read failed");
+                    return ReadEnd::Broken;
+                }
+            };
+            // Any frame, a Pong included, proves the peer is alive.
+            deadline = Instant::now() + idle;
+            match message {
+                Message::Text(text) => self.on_frame(text.as_bytes(), &mut scratch, &mut buffers),
+                Message::Binary(data) => match std::str::from_utf8(&data) {
+                    Ok(_) => self.on_frame(&data, &mut scratch, &mut buffers),
+                    Err(_) => self.reply_error(
+                        None,
+                        &ApiError::bad_request("binary frame is not UTF-8 JSON"),
+                    ),
+                },
+                Message::Close(_) => return ReadEnd::PeerClosed,
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            }
+        }
+    }
+
+    fn push(&self, frame: crate::broker::Frame) {
+        self.subscriber.outbox.push(Outgoing::Frame(frame));
+    }
+
+    fn reply_error(&self, request_id: Option<&RequestId>, error: &ApiError) {
+        self.push(frames::error(request_id, error));
+    }
+
+    /// Parses one client frame and serves it; every outcome queues exactly one reply (a subscribe
+    /// ack may be followed by its replay).
+    fn on_frame(&mut self, bytes: &[u8], scratch: &mut Vec<u8>, buffers: &mut simd_json::Buffers) {
+        scratch.clear();
+        scratch.extend_from_slice(bytes);
+        let value = match simd_json::to_borrowed_value_with_buffers(scratch, buffers) {
+            Ok(value) => value,
+            Err(e) => {
+                return self.reply_error(None, &ApiError::bad_request(format!("invalid JSON: {e}")))
+            }
+        };
+        match protocol::decode(&value) {
+            Ok(frame) => self.dispatch(frame),
+            Err(e) => self.reply_error(e.request_id.as_ref(), &e.error),
+        }
+    }
+
+    fn dispatch(&mut self, frame: ClientFrame<'_>) {
+        let rid = frame.request_id.as_ref();
+        match (frame.kind, frame.topic) {
+            (Kind::Ping, _) => self.push(frames::pong(rid)),
+            (Kind::Subscribe, Some(topic)) => {
+                self.subscribe(topic, frame.request_id.as_ref(), frame.replay, true)
+            }
+            (Kind::Unsubscribe, Some(topic)) => {
+                if let Some(t) = self.subscriptions.remove(&topic) {
+                    t.unsubscribe(self.subscriber.conn);
+                }
+                self.push(frames::ack(rid, &topic));
+            }
+            (Kind::Publish, Some(topic)) => {
+                let Some(payload) = frame.payload else {
+                    return self
+                        .reply_error(rid, &ApiError::bad_request("publish needs a payload"));
+                };
+                match self
+                    .state
+                    .broker
+                    .publish(&topic, frame.message_id, Payload::Value(payload))
+                {
+                    Ok(published) => self.push(frames::publish_ack(rid, &topic, &published)),
+                    Err(e) => self.reply_error(rid, &e),
+                }
+            }
+            (_, None) => self.reply_error(rid, &ApiError::bad_request("missing field `topic`")),
+        }
+    }
+
+    fn subscribe(&mut self, topic: TopicName, rid: Option<&RequestId>, replay: Replay, ack: bool) {
+        if !self.subscriptions.contains_key(&topic) {
+            let cap = self.state.config.max_subscriptions_per_connection;
+            if self.subscriptions.len() >= cap {
+                // Deleted topics no longer count.
+                self.subscriptions.retain(|_, t| !t.is_deleted());
+            }
+            if self.subscriptions.len() >= cap {
+                return self.reply_error(
+                    rid,
+                    &ApiError::new(
+                        ErrorCode::LimitExceeded,
+                        format!("at most {cap} subscriptions per connection"),
+                    ),
+                );
+            }
+        }
+        let build_ack = |a: &SubscribeAck| frames::subscribe_ack(rid, &topic, a);
+        let ack_fn: Option<&dyn Fn(&SubscribeAck) -> crate::broker::Frame> =
+            if ack { Some(&build_ack) } else { None };
+        match self
+            .state
+            .broker
+            .subscribe(&topic, &self.subscriber, &replay, ack_fn)
+        {
+            Ok(t) => {
+                self.subscriptions.insert(topic, t);
+            }
+            Err(e) => self.reply_error(rid, &e),
+        }
+    }
+
+    fn unsubscribe_all(&mut self) {
+        for (_, topic) in self.subscriptions.drain() {
+            topic.unsubscribe(self.subscriber.conn);
+        }
+    }
+}
+
+/// Why the writer stopped writing a batch.
+enum Interrupt {
+    /// The batch was written (or the socket failed).
+    Written(Result<(), WsError>),
+    /// The server is shutting down.
+    Shutdown,
+    /// The reader ended; send this close frame, if any.
+    Close(Option<CloseFrame>),
+    /// The outbox overflowed under `disconnect`.
+    Overflow,
+}
+
+/// The writing half: owns the sink, drains the outbox.
+struct Writer<S> {
+    sink: SplitSink<WebSocketStream<S>, Message>,
+    outbox: Arc<Outbox>,
+    shutdown: CancellationToken,
+    heartbeat: Duration,
+    drain_timeout: Duration,
+}
+
+impl<S> Writer<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async fn run(
+        mut self,
+        mut close_rx: oneshot::Receiver<Option<CloseFrame>>,
+        done: CancellationToken,
+    ) {
+        // However the writer ends, the reader must stop too.
+        let _done = done.drop_guard();
+        let mut tick = interval_at(Instant::now() + self.heartbeat, self.heartbeat);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let heartbeat = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return self.drain_and_close().await,
+                end = &mut close_rx => return self.close(end.ok().flatten()).await,
+                _ = self.outbox.ready() => false,
+                _ = tick.tick() => true,
+            };
+            if self.outbox.overflowed() {
+                return self.slow_consumer().await;
+            }
+            let outbox = self.outbox.clone();
+            let interrupt = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => Interrupt::Shutdown,
+                end = &mut close_rx => Interrupt::Close(end.ok().flatten()),
+                _ = outbox.overflow() => Interrupt::Overflow,
+                written = write_some(&mut self.sink, &outbox, heartbeat) => Interrupt::Written(written),
+            };
+            match interrupt {
+                Interrupt::Written(Ok(())) => {}
+                Interrupt::Written(Err(e)) => {
+                    debug!(error = %e, "write failed");
+                    return;
+                }
+                Interrupt::Shutdown => return self.drain_and_close().await,
+                Interrupt::Close(frame) => return self.close(frame).await,
+                Interrupt::Overflow => return self.slow_consumer().await,
+            }
+        }
+    }
+
+    /// The reader ended: send its close frame (or flush tungstenite's reply to the peer's close).
+    async fn close(mut self, frame: Option<CloseFrame>) {
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            match frame {
+                Some(frame) => self.sink.send(Message::Close(Some(frame))).await,
+                None => self.sink.flush().await,
+            }
+        })
+        .await;
+    }
+
+    /// PROTOCOL.md §1 Backpressure, policy `disconnect`: best-effort error, then close 1008.
+    async fn slow_consumer(mut self) {
+        debug!("slow consumer: closing");
+        let error = frames::error(
+            None,
+            &ApiError::new(
+                ErrorCode::SlowConsumer,
+                "outbound queue overflowed; closing (SUBSCRIBER_QUEUE_SIZE)",
+            ),
+        );
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            self.sink.feed(Message::Text(error)).await?;
+            self.sink
+                .send(Message::Close(Some(close_frame(
+                    CloseCode::Policy,
+                    "slow consumer",
+                ))))
+                .await
+        })
+        .await;
+    }
+
+    /// PROTOCOL.md §7: flush what is queued, announce, close 1001, within the shutdown timeout.
+    async fn drain_and_close(mut self) {
+        let outbox = self.outbox.clone();
+        let _ = tokio::time::timeout(self.drain_timeout, async {
+            while !outbox.is_empty() {
+                write_some(&mut self.sink, &outbox, false).await?;
+            }
+            self.sink
+                .feed(Message::Text(frames::info_shutting_down()))
+                .await?;
+            self.sink
+                .send(Message::Close(Some(close_frame(
+                    CloseCode::Away,
+                    "server shutting down",
+                ))))
+                .await
+        })
+        .await;
+    }
+}
+
+/// Feeds up to `MAX_BATCH` queued items (and the heartbeat when due), then flushes once.
+async fn write_some<S>(
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+    outbox: &Outbox,
+    heartbeat: bool,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if heartbeat {
+        sink.feed(Message::Text(frames::info_heartbeat())).await?;
+        sink.feed(Message::Ping(Bytes::new())).await?;
+    }
+    let mut written = 0;
+    while written < MAX_BATCH {
+        let Some(item) = outbox.pop() else { break };
+        match item {
+            Outgoing::Frame(frame) => sink.feed(Message::Text(frame)).await?,
+            Outgoing::Batch(frames) => {
+                for frame in frames.into_vec() {
+                    sink.feed(Message::Text(frame)).await?;
+                }
+            }
+        }
+        written += 1;
+    }
+    sink.flush().await
+}

@@ -1,0 +1,101 @@
+//! The WebSocket handshake (RFC 6455 §4.2) over hyper's upgrade: validate, answer 101, and hand
+//! the upgraded socket to a session task. Every refusal happens here, before the upgrade, as a
+//! JSON error with a 4xx/5xx status.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+use tracing::debug;
+
+use super::http::{error, query_param, HttpResponse};
+use super::{session, State};
+use crate::broker::TopicName;
+use crate::error::{ApiError, ErrorCode};
+
+fn header_has_token<B>(req: &Request<B>, name: header::HeaderName, token: &str) -> bool {
+    req.headers().get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+/// Answers an upgrade request on `/ws` or `/ws/sub/{topic}` (then `topic` is set).
+pub(super) fn upgrade(
+    state: Arc<State>,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    topic: Option<String>,
+) -> HttpResponse {
+    if state.shutdown.is_cancelled() {
+        return error(&ApiError::new(
+            ErrorCode::Unavailable,
+            "server is shutting down",
+        ));
+    }
+    let is_upgrade = header_has_token(&req, header::CONNECTION, "upgrade")
+        && header_has_token(&req, header::UPGRADE, "websocket");
+    let version_ok = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v == "13");
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return error(&ApiError::bad_request(
+            "this route expects a WebSocket upgrade (Sec-WebSocket-Key missing)",
+        ));
+    };
+    if !is_upgrade || !version_ok {
+        return error(&ApiError::bad_request(
+            "this route expects a WebSocket upgrade (Upgrade: websocket, version 13)",
+        ));
+    }
+    // Seed (a): the socket opens already subscribed, so the topic is checked before upgrading.
+    let topic = match topic.as_deref().map(TopicName::parse).transpose() {
+        Ok(t) => t,
+        Err(e) => return error(&e),
+    };
+    if let Some(name) = &topic {
+        if !state.config.auto_create_topics && state.broker.get(name.as_str()).is_none() {
+            return error(&ApiError::new(
+                ErrorCode::TopicNotFound,
+                format!("topic `{name}` does not exist"),
+            ));
+        }
+    }
+    let client_id = query_param(req.uri().query(), "id")
+        .or_else(|| query_param(req.uri().query(), "client_id"));
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let task_state = state.clone();
+    state.tracker.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(task_state.ws_config),
+                )
+                .await;
+                session::run(task_state, ws, peer, topic, client_id).await;
+            }
+            Err(e) => debug!(%peer, error = %e, "websocket upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
