@@ -1,0 +1,104 @@
+//! The real `herald` binary: bad configuration stops start-up with one line, and SIGTERM drains
+//! and exits 0.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald");
+
+fn run_with_env(vars: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    // Every case here fails before binding, so nothing listens; the timeout guards a regression.
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    out
+}
+
+#[test]
+fn bad_values_stop_startup_with_one_clear_line() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("PORT", "eighty")], "PORT"),
+        (&[("SUBSCRIBER_QUEUE_SIZE", "-1")], "SUBSCRIBER_QUEUE_SIZE"),
+        (&[("SLOW_CONSUMER_POLICY", "whenever")], "whenever"),
+        (&[("AUTO_CREATE_TOPICS", "maybe")], "maybe"),
+        (&[("ADDR", "not an address")], "not an address"),
+        (&[("SUBSCRIBER_QUEUE_SIZE", "0")], "SUBSCRIBER_QUEUE_SIZE"),
+        (
+            &[("HEARTBEAT_INTERVAL_SECS", "0")],
+            "HEARTBEAT_INTERVAL_SECS",
+        ),
+    ];
+    for (vars, mention) in cases {
+        let out = run_with_env(vars);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{vars:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{vars:?}: not one line: {stderr}"
+        );
+        assert!(
+            stderr.contains(mention),
+            "{vars:?}: {stderr:?} does not mention {mention}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let mut child = Command::new(BIN)
+        .env("ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first log line names the bound address.
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("server printed its address").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "herald did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
