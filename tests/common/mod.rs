@@ -153,7 +153,9 @@ impl WsClient {
     pub async fn recv_json(&mut self) -> Value {
         loop {
             match self.recv_message().await {
-                Some(Message::Text(t)) => return serde_json::from_str(&t).expect("server sent JSON"),
+                Some(Message::Text(t)) => {
+                    return serde_json::from_str(&t).expect("server sent JSON")
+                }
                 Some(Message::Binary(b)) => return serde_json::from_slice(&b).expect("JSON"),
                 Some(Message::Ping(_)) | Some(Message::Pong(_)) | Some(Message::Frame(_)) => {}
                 Some(Message::Close(c)) => panic!("unexpected close: {c:?}"),
