@@ -1,1 +1,128 @@
-fn main() {}
+//! Fan-out: the cost of one publish delivered to every subscriber of a topic.
+//!
+//! One message with a 128-byte JSON payload is published with [`Broker::publish`] to a topic with
+//! 1, 100, 1,000 and 10,000 subscribers, each holding its own [`Outbox`]. Throughput is reported
+//! per delivery (`Throughput::Elements(subscribers)`), so criterion prints deliveries per second
+//! beside the time per publish.
+//!
+//! Target (from the fan-out issue): one message to 1,000 outboxes in **≤ 25 µs**. The bench only
+//! reports the number; it never asserts a timing.
+//!
+//! # What is measured
+//! The whole of `Broker::publish` on one thread: topic lookup, building the event frame (payload
+//! serialization, cached timestamp), the sequencer lock, the ring append, and one
+//! `Outbox::push` (an `Arc` clone of the shared frame plus a lock-free queue push and waker check)
+//! per subscriber.
+//!
+//! # What is not measured
+//! - Draining the outboxes: after every batch of [`BATCH`] publishes the clock stops and every
+//!   outbox is emptied with `pop()`, so the queues never fill and the next batch starts from
+//!   empty queues.
+//! - Writer tasks and sockets: nothing pops concurrently, so there is no cache-line traffic with
+//!   consumer threads and no wake-up of a real task (no waker is registered). On a live server
+//!   the numbers are higher; the load test in `loadtest/` covers that path.
+//!
+//! # Running
+//! ```text
+//! cargo bench --bench fanout
+//! cargo bench --bench fanout -- 1000    # one size only
+//! ```
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use herald::broker::{Broker, Outbox, Outgoing, Payload, Replay, Subscriber, TopicName};
+use herald::config::SlowConsumerPolicy;
+use herald::Config;
+
+/// Subscriber counts to fan out to.
+const SUBSCRIBERS: [usize; 4] = [1, 100, 1_000, 10_000];
+
+/// Publishes timed back to back before the outboxes are drained; also each outbox's capacity,
+/// so a batch always fits and the `disconnect` policy never triggers.
+const BATCH: usize = 32;
+
+/// The payload, exactly 128 bytes of compact JSON (checked at start-up).
+const PAYLOAD: &str = r#"{"user":"u-0042","action":"checkout","amount_cents":12995,"currency":"EUR","items":[17,23,42],"note":"gift wrap, leave at door"}"#;
+
+/// Empties every outbox and returns how many frames it held.
+fn drain(subscribers: &[Subscriber]) -> usize {
+    let mut frames = 0;
+    for subscriber in subscribers {
+        while let Some(item) = subscriber.outbox.pop() {
+            frames += match item {
+                Outgoing::Frame(_) => 1,
+                Outgoing::Batch(batch) => batch.len(),
+            };
+        }
+    }
+    frames
+}
+
+fn fanout(c: &mut Criterion) {
+    let mut payload_bytes = PAYLOAD.as_bytes().to_vec();
+    let payload = simd_json::to_borrowed_value(&mut payload_bytes).expect("payload is JSON");
+
+    let mut group = c.benchmark_group("fanout");
+    for &count in &SUBSCRIBERS {
+        let broker = Broker::new(&Config::default());
+        let name = TopicName::parse("bench.fanout").expect("valid topic name");
+        let subscribers: Vec<Subscriber> = (0..count)
+            .map(|_| Subscriber {
+                conn: broker.next_conn_id(),
+                outbox: Arc::new(Outbox::new(BATCH, SlowConsumerPolicy::Disconnect)),
+            })
+            .collect();
+        for subscriber in &subscribers {
+            broker
+                .subscribe(&name, subscriber, &Replay::None, None)
+                .expect("subscribe");
+        }
+
+        // One publish outside the clock checks the setup: every outbox got the frame and the
+        // stored payload is the advertised size.
+        broker
+            .publish(&name, Some("m-1"), Payload::Value(&payload))
+            .expect("publish");
+        assert_eq!(drain(&subscribers), count);
+        let topic = broker.get(name.as_str()).expect("topic exists");
+        assert_eq!(topic.history(1)[0].payload_json().len(), 128);
+
+        group.throughput(Throughput::Elements(count as u64));
+        group.bench_function(BenchmarkId::from_parameter(count), |b| {
+            b.iter_custom(|iters| {
+                let mut elapsed = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let batch = left.min(BATCH as u64);
+                    let start = Instant::now();
+                    for _ in 0..batch {
+                        black_box(
+                            broker
+                                .publish(&name, Some("m-1"), Payload::Value(&payload))
+                                .expect("publish"),
+                        );
+                    }
+                    elapsed += start.elapsed();
+                    // Not a timing check: every outbox got every frame, none was rejected.
+                    assert_eq!(drain(&subscribers), count * batch as usize);
+                    left -= batch;
+                }
+                elapsed
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = fanout
+}
+criterion_main!(benches);
