@@ -1,0 +1,305 @@
+//! Backpressure: a subscriber that stops reading never slows the publisher or other subscribers;
+//! under `disconnect` it is closed (SLOW_CONSUMER, 1008), under `drop_oldest` it stays connected
+//! and later sees a `seq` gap.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{http, TestServer, WsClient};
+use herald::config::SlowConsumerPolicy;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+const TOPIC: &str = "bp";
+/// Far more bytes than the server's write buffer plus both kernel socket buffers can hold.
+const MESSAGES: u64 = 200;
+const PAYLOAD_BYTES: usize = 64 * 1024;
+const QUEUE: usize = 16;
+
+/// Just the fields the readers check, so a 64 KiB payload is skipped cheaply.
+#[derive(Deserialize)]
+struct Frame {
+    #[serde(rename = "type")]
+    kind: String,
+    seq: Option<u64>,
+    error: Option<Value>,
+}
+
+fn parse(text: &str) -> Frame {
+    serde_json::from_str(text).expect("server sent JSON")
+}
+
+async fn server(policy: SlowConsumerPolicy) -> TestServer {
+    TestServer::start_with(|c| {
+        c.subscriber_queue_size = QUEUE;
+        c.slow_consumer_policy = policy;
+        // Keeps the server's per-socket write buffer (a multiple of the frame limit) small.
+        c.max_message_bytes = 128 * 1024;
+    })
+    .await
+}
+
+/// A subscriber that reads everything: returns the `seq`s of the first `MESSAGES` events.
+fn fast_reader(mut ws: WsClient) -> JoinHandle<(Vec<u64>, WsClient)> {
+    tokio::spawn(async move {
+        let mut seqs = Vec::with_capacity(MESSAGES as usize);
+        while (seqs.len() as u64) < MESSAGES {
+            match ws.recv_message().await {
+                Some(Message::Text(t)) => {
+                    let f = parse(&t);
+                    assert_eq!(f.kind, "event", "fast subscriber got a {} frame", f.kind);
+                    seqs.push(f.seq.expect("event seq"));
+                }
+                Some(Message::Ping(_) | Message::Pong(_)) => {}
+                other => panic!("fast subscriber: unexpected {other:?}"),
+            }
+        }
+        (seqs, ws)
+    })
+}
+
+/// Publishes `MESSAGES` large messages one ack at a time; returns how long it took.
+async fn publish_all(publisher: &mut WsClient) -> Duration {
+    let payload = "x".repeat(PAYLOAD_BYTES);
+    let started = Instant::now();
+    for n in 1..=MESSAGES {
+        publisher
+            .send_json(json!({"type": "publish", "topic": TOPIC, "message": {"payload": payload}}))
+            .await;
+        let ack = match publisher.recv_message().await {
+            Some(Message::Text(t)) => t,
+            other => panic!("publisher: expected the ack, got {other:?}"),
+        };
+        let ack: Value = serde_json::from_str(&ack).unwrap();
+        assert_eq!(ack["type"], "ack", "publish {n}: {ack}");
+        assert_eq!(ack["seq"], n, "publish {n}: {ack}");
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "publisher was slowed down: {MESSAGES} publishes took {took:?}"
+    );
+    took
+}
+
+/// Polls `GET /topics/{TOPIC}` until it reports `want` subscribers (state with no reply to await).
+async fn wait_for_subscribers(server: &TestServer, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: Value = http()
+            .get(server.url(&format!("/topics/{TOPIC}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if info["subscribers"] == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "topic still reports {} subscribers, want {want}",
+            info["subscribers"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_policy_closes_the_slow_consumer_without_slowing_anyone_else() {
+    let server = server(SlowConsumerPolicy::Disconnect).await;
+    let mut slow = server.ws().await;
+    slow.subscribe(TOPIC).await;
+    // From here on `slow` is not polled until the publisher is done.
+    let mut fast = server.ws().await;
+    fast.subscribe(TOPIC).await;
+    let fast = fast_reader(fast);
+
+    let mut publisher = server.ws().await;
+    publish_all(&mut publisher).await;
+
+    let (seqs, _fast) = tokio::time::timeout(Duration::from_secs(30), fast)
+        .await
+        .expect("fast subscriber received everything")
+        .expect("fast subscriber checks");
+    assert_eq!(seqs, (1..=MESSAGES).collect::<Vec<_>>());
+
+    // The slow consumer was dropped from the topic while it was not reading.
+    wait_for_subscribers(&server, 1).await;
+
+    // Now it reads: a prefix of the events, maybe SLOW_CONSUMER, then close 1008 or the end.
+    let mut events = Vec::new();
+    let mut error_seen = false;
+    let close = loop {
+        match slow.recv_message().await {
+            Some(Message::Text(t)) => {
+                let f = parse(&t);
+                match f.kind.as_str() {
+                    "event" => {
+                        assert!(!error_seen, "event after the SLOW_CONSUMER error");
+                        events.push(f.seq.expect("event seq"));
+                    }
+                    "error" => {
+                        let error = f.error.expect("error body");
+                        assert_eq!(error["code"], "SLOW_CONSUMER", "{error}");
+                        error_seen = true;
+                    }
+                    other => panic!("slow consumer: unexpected {other} frame: {t}"),
+                }
+            }
+            Some(Message::Close(frame)) => break frame,
+            Some(Message::Ping(_) | Message::Pong(_)) => {}
+            Some(other) => panic!("slow consumer: unexpected {other:?}"),
+            None => break None,
+        }
+    };
+    if let Some(frame) = &close {
+        assert_eq!(frame.code, CloseCode::Policy, "close frame {frame:?}");
+    }
+    assert!(
+        (events.len() as u64) < MESSAGES,
+        "a consumer that never read cannot have kept up ({} events)",
+        events.len()
+    );
+    let prefix: Vec<u64> = (1..=events.len() as u64).collect();
+    assert_eq!(
+        events, prefix,
+        "slow consumer gets an in-order prefix, no drops"
+    );
+    // After the close (or the end) the connection is gone.
+    if close.is_some() {
+        assert!(
+            slow.recv_message().await.is_none_or(|m| m.is_close()),
+            "connection still open after close 1008"
+        );
+    }
+
+    // The publisher's connection is unaffected.
+    let ack = publisher.publish(TOPIC, json!("after")).await;
+    assert_eq!(ack["seq"], MESSAGES + 1);
+}
+
+/// Slow consumer under `drop_oldest`: returns the `seq`s it read once resumed, up to the last one.
+async fn drop_oldest_scenario(server: &TestServer) -> (Vec<u64>, WsClient, WsClient) {
+    let mut slow = server.ws().await;
+    slow.subscribe(TOPIC).await;
+    let mut fast = server.ws().await;
+    fast.subscribe(TOPIC).await;
+    let fast = fast_reader(fast);
+
+    let mut publisher = server.ws().await;
+    publish_all(&mut publisher).await;
+    let (seqs, fast) = tokio::time::timeout(Duration::from_secs(30), fast)
+        .await
+        .expect("fast subscriber received everything")
+        .expect("fast subscriber checks");
+    assert_eq!(seqs, (1..=MESSAGES).collect::<Vec<_>>());
+
+    // Still subscribed while it was not reading.
+    wait_for_subscribers(server, 2).await;
+
+    // Resume: the newest message is never dropped, so it arrives last.
+    let mut seqs = Vec::new();
+    while seqs.last() != Some(&MESSAGES) {
+        match slow.recv_message().await {
+            Some(Message::Text(t)) => {
+                let f = parse(&t);
+                assert_eq!(f.kind, "event", "slow consumer got {t:.200}");
+                seqs.push(f.seq.expect("seq"));
+            }
+            Some(Message::Ping(_) | Message::Pong(_)) => {}
+            other => panic!("slow consumer under drop_oldest: unexpected {other:?}"),
+        }
+    }
+    drop(publisher);
+    (seqs, slow, fast)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_oldest_policy_keeps_the_slow_consumer_which_sees_a_gap() {
+    let server = server(SlowConsumerPolicy::DropOldest).await;
+    let (seqs, mut slow, mut fast) = drop_oldest_scenario(&server).await;
+
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "still in seq order, no duplicate: {seqs:?}"
+    );
+    assert!(
+        seqs.windows(2).any(|w| w[1] > w[0] + 1) || seqs.first() != Some(&1),
+        "a consumer that never read must have lost something: {seqs:?}"
+    );
+    assert!((seqs.len() as u64) < MESSAGES, "{} events", seqs.len());
+
+    // Connected and subscribed: it answers, and gets the next message like everyone else.
+    slow.send_json(json!({"type": "ping", "request_id": "still-here"}))
+        .await;
+    let pong = slow.recv_json_no_heartbeat().await;
+    assert_eq!(pong["type"], "pong", "{pong}");
+    assert_eq!(pong["request_id"], "still-here");
+    let mut publisher = server.ws().await;
+    publisher.publish(TOPIC, json!("next")).await;
+    for ws in [&mut slow, &mut fast] {
+        let ev = ws.recv_json_no_heartbeat().await;
+        assert_eq!(ev["seq"], MESSAGES + 1, "{ev}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "server bug: drop_oldest drops are not counted in /stats or /metrics (PROTOCOL.md §1)"]
+async fn drop_oldest_drops_are_counted_in_stats_and_metrics() {
+    let server = server(SlowConsumerPolicy::DropOldest).await;
+    let (seqs, _slow, _fast) = drop_oldest_scenario(&server).await;
+    let dropped = MESSAGES - seqs.len() as u64;
+    assert!(dropped > 0);
+
+    let stats: Value = http()
+        .get(server.url("/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    fn counts_drops(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => m.iter().any(|(k, v)| {
+                (k.to_ascii_lowercase().contains("drop") && v.as_u64().is_some_and(|n| n > 0))
+                    || counts_drops(v)
+            }),
+            _ => false,
+        }
+    }
+    assert!(
+        counts_drops(&stats),
+        "/stats reports no dropped events: {stats}"
+    );
+
+    let metrics = http()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = metrics.lines().any(|l| {
+        !l.starts_with('#')
+            && l.split_whitespace()
+                .next()
+                .is_some_and(|name| name.contains("drop"))
+            && l.split_whitespace()
+                .last()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| v > 0.0)
+    });
+    assert!(
+        counted,
+        "/metrics has no dropped-events metric > 0:\n{metrics}"
+    );
+}
