@@ -77,6 +77,8 @@ pub struct TopicStats {
     pub subscribers: usize,
     /// Messages published since the topic was created.
     pub messages: u64,
+    /// Events dropped for slow subscribers under `drop_oldest`.
+    pub dropped: u64,
 }
 
 /// The topic registry and the settings the engine enforces.
@@ -100,6 +102,8 @@ pub struct Broker {
     max_publish_rate: u32,
     /// When the broker started, for `/health`.
     started: Instant,
+    /// Drops counted by topics that were deleted since, so the total never goes backwards.
+    retired_dropped: AtomicU64,
 }
 
 impl Broker {
@@ -115,6 +119,7 @@ impl Broker {
             max_message_bytes: config.max_message_bytes,
             max_publish_rate: config.max_publish_rate,
             started: Instant::now(),
+            retired_dropped: AtomicU64::new(0),
         }
     }
 
@@ -198,6 +203,8 @@ impl Broker {
         };
         self.topic_count.fetch_sub(1, Ordering::AcqRel);
         topic.close();
+        self.retired_dropped
+            .fetch_add(topic.dropped(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -245,6 +252,12 @@ impl Broker {
         ))
     }
 
+    /// Events dropped under `drop_oldest` since start, deleted topics included.
+    pub fn dropped_total(&self) -> u64 {
+        let live: u64 = self.topics.iter().map(|e| e.value().dropped()).sum();
+        live + self.retired_dropped.load(Ordering::Relaxed)
+    }
+
     /// Every topic with its counts, sorted by name.
     pub fn topics(&self) -> Vec<TopicStats> {
         let mut out: Vec<TopicStats> = self
@@ -254,6 +267,7 @@ impl Broker {
                 name: e.key().as_str().to_string(),
                 subscribers: e.value().subscriber_count(),
                 messages: e.value().messages(),
+                dropped: e.value().dropped(),
             })
             .collect();
         out.sort_unstable_by(|a, b| a.name.cmp(&b.name));

@@ -14,7 +14,7 @@
 use std::io::Write;
 use std::mem;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,7 +23,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use simd_json::prelude::Writable;
 
-use super::outbox::{Outbox, Outgoing};
+use super::outbox::{Outbox, Outgoing, Pushed};
 use super::ring::Ring;
 use super::{ConnId, Frame, StoredEvent, TopicName};
 use crate::clock::{self, Timestamp};
@@ -211,6 +211,9 @@ pub struct Topic {
     ring: Ring,
     /// Set once the topic is removed from the registry; late publishers and subscribers retry.
     deleted: AtomicBool,
+    /// Events evicted from subscribers' outboxes under `drop_oldest` (PROTOCOL.md §1). Written
+    /// only by the sequencer's holder, once per publish that dropped something.
+    dropped: AtomicU64,
 }
 
 impl Topic {
@@ -229,6 +232,7 @@ impl Topic {
             sequencer: Mutex::new(Sequencer { seq: 0, limiter }),
             ring: Ring::new(ring_size),
             deleted: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -255,6 +259,11 @@ impl Topic {
     /// Current subscriptions.
     pub fn subscriber_count(&self) -> usize {
         self.subscribers.load().len()
+    }
+
+    /// Events dropped for slow subscribers under `drop_oldest`.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Whether the topic was deleted.
@@ -295,12 +304,16 @@ impl Topic {
             payload: event.payload.clone(),
             ts: event.ts.clone(),
         });
+        let mut dropped = 0;
         for subscriber in self.subscribers.load().iter() {
-            // The outcome is the subscriber's problem: an overflowed outbox is closed by its own
-            // writer task, and the publisher never waits.
-            subscriber
+            // An overflowed outbox is closed by its own writer task; the publisher never waits.
+            let pushed = subscriber
                 .outbox
                 .push(Outgoing::Frame(stored.frame.clone()));
+            dropped += u64::from(pushed == Pushed::DroppedOldest);
+        }
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
         let id_json = stored.id_json().into();
         self.ring.push(stored);

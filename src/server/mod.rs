@@ -13,7 +13,7 @@ mod upgrade;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,8 @@ pub(crate) struct State {
     ws_config: WebSocketConfig,
     /// Open WebSocket sessions, for `/health` and `/stats`.
     sessions: AtomicUsize,
+    /// Connections closed because their outbox overflowed under `disconnect`.
+    slow_consumer_disconnects: AtomicU64,
 }
 
 impl State {
@@ -68,6 +70,7 @@ impl State {
             tracker: TaskTracker::new(),
             ws_config,
             sessions: AtomicUsize::new(0),
+            slow_consumer_disconnects: AtomicU64::new(0),
         }
     }
 

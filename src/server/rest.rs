@@ -2,6 +2,7 @@
 //! body; request bodies are size-limited and their content type checked before parsing.
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -292,7 +293,7 @@ pub(super) fn stats(state: &State) -> HttpResponse {
         .map(|t| {
             (
                 t.name,
-                json!({"messages": t.messages, "subscribers": t.subscribers}),
+                json!({"messages": t.messages, "subscribers": t.subscribers, "dropped": t.dropped}),
             )
         })
         .collect();
@@ -302,6 +303,8 @@ pub(super) fn stats(state: &State) -> HttpResponse {
             "topics": per_topic,
             "subscribers": subscribers,
             "connections": state.session_count(),
+            "dropped": state.broker.dropped_total(),
+            "slow_consumer_disconnects": state.slow_consumer_disconnects.load(Ordering::Relaxed),
             "uptime_sec": state.broker.uptime_secs(),
         })
         .to_string(),
@@ -342,6 +345,18 @@ pub(super) fn metrics(state: &State) -> HttpResponse {
         "gauge",
         "Messages published to the topics that exist now.",
         published,
+    );
+    metric(
+        "herald_events_dropped_total",
+        "counter",
+        "Events dropped for slow subscribers under SLOW_CONSUMER_POLICY=drop_oldest.",
+        state.broker.dropped_total(),
+    );
+    metric(
+        "herald_slow_consumer_disconnects_total",
+        "counter",
+        "Connections closed with SLOW_CONSUMER under SLOW_CONSUMER_POLICY=disconnect.",
+        state.slow_consumer_disconnects.load(Ordering::Relaxed),
     );
     metric(
         "herald_uptime_seconds",

@@ -110,7 +110,7 @@ async fn serve<S>(
             outbox: outbox.clone(),
         },
         subscriptions: HashMap::new(),
-        state,
+        state: state.clone(),
     };
     if let Some(topic) = initial {
         // Seed (a) sockets open subscribed and get no ack.
@@ -132,6 +132,11 @@ async fn serve<S>(
     let _ = close_tx.send(close);
     let _ = writer.await;
     outbox.close();
+    if outbox.overflowed() {
+        state
+            .slow_consumer_disconnects
+            .fetch_add(1, Ordering::Relaxed);
+    }
     if linger {
         // We sent a close frame: read until the peer's answer (or give up soon), so the socket is
         // not reset under data the client has not read yet.
