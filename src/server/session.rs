@@ -55,41 +55,34 @@ enum ReadEnd {
     WriterGone,
 }
 
-/// Serves one upgraded WebSocket until it closes.
+/// Serves one upgraded WebSocket until it closes. `session` was created before the upgrade
+/// answer was sent, so a `/ws/sub/{topic}` socket is subscribed before the client can see it open.
 pub(super) async fn run<S>(
-    state: Arc<State>,
+    mut session: Session,
     ws: WebSocketStream<S>,
     peer: SocketAddr,
-    initial: Option<TopicName>,
     client_id: Option<String>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = state.broker.next_conn_id();
-    let span = info_span!("conn", conn_id = conn.0, %peer, client_id = field::Empty);
+    let state = session.state.clone();
+    let span =
+        info_span!("conn", conn_id = session.subscriber.conn.0, %peer, client_id = field::Empty);
     if let Some(id) = &client_id {
         span.record("client_id", id.as_str());
     }
     state.sessions.fetch_add(1, Ordering::Relaxed);
-    serve(state.clone(), ws, conn, initial)
-        .instrument(span)
-        .await;
+    serve(&mut session, ws).instrument(span).await;
     state.sessions.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn serve<S>(
-    state: Arc<State>,
-    ws: WebSocketStream<S>,
-    conn: crate::broker::ConnId,
-    initial: Option<TopicName>,
-) where
+async fn serve<S>(session: &mut Session, ws: WebSocketStream<S>)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     debug!("connected");
-    let outbox = Arc::new(Outbox::new(
-        state.config.subscriber_queue_size,
-        state.config.slow_consumer_policy,
-    ));
+    let state = session.state.clone();
+    let outbox = session.subscriber.outbox.clone();
     let (sink, mut stream) = ws.split();
     let writer_done = CancellationToken::new();
     let (close_tx, close_rx) = oneshot::channel();
@@ -104,18 +97,6 @@ async fn serve<S>(
         .run(close_rx, writer_done.clone())
         .instrument(Span::current()),
     );
-    let mut session = Session {
-        subscriber: Subscriber {
-            conn,
-            outbox: outbox.clone(),
-        },
-        subscriptions: HashMap::new(),
-        state: state.clone(),
-    };
-    if let Some(topic) = initial {
-        // Seed (a) sockets open subscribed and get no ack.
-        session.subscribe(topic, None, Replay::None, false);
-    }
     let end = session.read_loop(&mut stream, &writer_done).await;
     debug!(?end, "read loop ended");
     session.unsubscribe_all();
@@ -159,8 +140,9 @@ fn close_frame(code: CloseCode, reason: &'static str) -> CloseFrame {
     }
 }
 
-/// The reading half's state: the connection's subscriptions.
-struct Session {
+/// The reading half's state: the connection's subscriptions. Dropping it unsubscribes them all,
+/// so a connection that never completes its upgrade leaves nothing behind.
+pub(super) struct Session {
     /// Shared server state.
     state: Arc<State>,
     /// This connection as the broker knows it.
@@ -169,7 +151,36 @@ struct Session {
     subscriptions: HashMap<TopicName, Arc<Topic>>,
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.unsubscribe_all();
+        self.subscriber.outbox.close();
+    }
+}
+
 impl Session {
+    /// A new connection's state with an empty outbox.
+    pub(super) fn new(state: Arc<State>) -> Self {
+        let outbox = Arc::new(Outbox::new(
+            state.config.subscriber_queue_size,
+            state.config.slow_consumer_policy,
+        ));
+        Self {
+            subscriber: Subscriber {
+                conn: state.broker.next_conn_id(),
+                outbox,
+            },
+            subscriptions: HashMap::new(),
+            state,
+        }
+    }
+
+    /// Seed (a): subscribes before the socket opens, without an ack. A failure (say the topic
+    /// cap) is queued as an error frame, the first thing the client reads.
+    pub(super) fn subscribe_on_open(&mut self, topic: TopicName) {
+        self.subscribe(topic, None, Replay::None, false);
+    }
+
     async fn read_loop<S>(
         &mut self,
         stream: &mut SplitStream<WebSocketStream<S>>,

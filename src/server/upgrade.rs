@@ -73,6 +73,10 @@ pub(super) fn upgrade(
     }
     let client_id = query_param(req.uri().query(), "id")
         .or_else(|| query_param(req.uri().query(), "client_id"));
+    let mut session = session::Session::new(state.clone());
+    if let Some(topic) = topic {
+        session.subscribe_on_open(topic);
+    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = state.clone();
     state.tracker.spawn(async move {
@@ -84,7 +88,7 @@ pub(super) fn upgrade(
                     Some(task_state.ws_config),
                 )
                 .await;
-                session::run(task_state, ws, peer, topic, client_id).await;
+                session::run(session, ws, peer, client_id).await;
             }
             Err(e) => debug!(%peer, error = %e, "websocket upgrade failed"),
         }
