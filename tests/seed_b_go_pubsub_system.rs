@@ -459,21 +459,12 @@ impl Drop for Spawned {
     }
 }
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `MAX_MESSAGES_PER_TOPIC=500 PORT=9000 go run main.go`: the seed-b variable is herald's alias
 /// of `RING_BUFFER_SIZE` (PROTOCOL.md §6), so the topic keeps its last 500 messages. A free port
 /// stands in for 9000, which may be taken on the test machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_custom_configuration_from_environment() {
-    let port = free_port();
+    let port = common::free_port();
     let server = Spawned::start(
         &[
             ("MAX_MESSAGES_PER_TOPIC", "500".to_string()),

@@ -497,21 +497,12 @@ impl Drop for Spawned {
     }
 }
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `export API_KEY=mysecret` then `go run .` (and the Configuration table's `ADDR` and
 /// `RING_BUFFER_SIZE`), with the real binary reading its environment. A free loopback address
 /// stands in for `:8080`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_environment_configuration() {
-    let port = free_port();
+    let port = common::free_port();
     let server = Spawned::start(
         &[
             ("API_KEY", "mysecret".to_string()),

@@ -662,11 +662,7 @@ impl Drop for Spawned {
 /// port stands in for 9090; `AUTO_CREATE_TOPICS=false` gives the seed e topic rule.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_addr_environment_variable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let _server = Spawned::start(&[
         ("ADDR", format!(":{port}")),
         ("AUTO_CREATE_TOPICS", "false".to_string()),

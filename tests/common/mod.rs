@@ -234,3 +234,21 @@ impl WsClient {
         }
     }
 }
+
+/// A port for a spawned `herald` binary that is free now and unlikely to be taken before the
+/// child binds it: it lies below Linux's ephemeral range (32768+), from which every other test's
+/// `:0` listeners and outgoing connections draw, and is checked on all interfaces.
+pub fn free_port() -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    for i in 0..1000u32 {
+        let port = 20_000 + (seed.wrapping_add(i.wrapping_mul(7_919)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
+}
