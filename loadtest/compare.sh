@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# herald next to nats-server and redis-server: the same herald-load scenarios against each,
+# the server pinned to one CPU and the load generator to another, one side-by-side table.
+#
+#   loadtest/compare.sh            # ~10 s per run, a few minutes in all
+#   loadtest/compare.sh --quick    # ~3 s per run, about a minute
+#
+# Scenarios (issue 5): fan-out 1 topic × 1,000 subscribers, 1 publisher, 128-byte payload, max
+# rate; many topics 1,000 topics × 10 subscribers each (1,000 connections with 10 topics each),
+# 10 publishers; latency at 50 % of herald's max fan-out publish rate, same topology as fan-out.
+# Every run checks each delivery (lost / duplicated / reordered) and says so in the table.
+#
+# Environment overrides: SERVER_CPU (0), LOAD_CPU (1), DURATION, TARGETS ("herald nats redis"),
+# FANOUT_SUBS (1000), MANY_TOPICS (1000), MANY_CONNS (1000), MANY_PER_CONN (10),
+# MANY_PUBS (10), PAYLOAD (128), LATENCY_PCT (50: latency rate as % of herald's max fan-out
+# publish rate), OUT (results directory; default a new directory under /tmp).
+set -euo pipefail
+
+usage() {
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    echo
+    echo "Flags: --quick  shorter runs;  --no-build  use the existing release binaries;"
+    echo "       --no-install  fail instead of apt-get installing missing peers."
+}
+
+QUICK=0
+BUILD=1
+INSTALL=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --no-build) BUILD=0 ;;
+        --no-install) INSTALL=0 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "compare.sh: unknown flag $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+TARGETS=${TARGETS:-herald nats redis}
+FANOUT_SUBS=${FANOUT_SUBS:-1000}
+MANY_TOPICS=${MANY_TOPICS:-1000}
+MANY_CONNS=${MANY_CONNS:-1000}
+MANY_PER_CONN=${MANY_PER_CONN:-10}
+MANY_PUBS=${MANY_PUBS:-10}
+PAYLOAD=${PAYLOAD:-128}
+LATENCY_PCT=${LATENCY_PCT:-50}
+if ((QUICK)); then DURATION=${DURATION:-3s}; else DURATION=${DURATION:-10s}; fi
+OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/herald-compare.XXXXXX")}
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+export PATH="$PATH:/usr/sbin:/sbin"
+
+say() { printf '%s\n' "$*" >&2; }
+
+# --- peers -----------------------------------------------------------------------------------
+missing=()
+for t in $TARGETS; do
+    case "$t" in
+        nats) command -v nats-server >/dev/null || missing+=(nats-server) ;;
+        redis) command -v redis-server >/dev/null || missing+=(redis-server) ;;
+    esac
+done
+if ((${#missing[@]})); then
+    if ((!INSTALL)); then
+        say "missing: ${missing[*]} (run without --no-install to apt-get them)"
+        exit 2
+    fi
+    sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo=sudo
+    say "installing ${missing[*]} with apt-get"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- binaries --------------------------------------------------------------------------------
+if ((BUILD)); then
+    say "building herald and herald-load (release)"
+    (cd "$ROOT" && cargo build --release --quiet -p herald -p herald-load)
+fi
+HERALD="$ROOT/target/release/herald"
+LOADGEN="$ROOT/target/release/herald-load"
+
+# --- pinning ---------------------------------------------------------------------------------
+if [[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
+    PIN_SERVER=(taskset -c "$SERVER_CPU")
+    PIN_LOAD=(taskset -c "$LOAD_CPU")
+else
+    say "warning: fewer than 2 CPUs or no taskset; running unpinned"
+    PIN_SERVER=()
+    PIN_LOAD=()
+fi
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# --- servers ---------------------------------------------------------------------------------
+SERVER_PID=""
+stop_server() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        # herald drains for up to SHUTDOWN_TIMEOUT_SECS; do not wait forever.
+        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+trap stop_server EXIT
+trap 'stop_server; exit 130' INT TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A port below the ephemeral range, so no client socket (ours included) can be holding it.
+free_port() {
+    local low p
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    ((low > 12000)) || low=32768
+    for _ in $(seq 200); do
+        p=$((10000 + RANDOM % (low - 11000)))
+        port_open "$p" || { echo "$p"; return 0; }
+    done
+    say "no free port found"
+    return 1
+}
+
+start_server() {
+    local target=$1 port=$2
+    case "$target" in
+        herald)
+            "${PIN_SERVER[@]}" env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn SHUTDOWN_TIMEOUT_SECS=2 \
+                "$HERALD" >"$OUT/herald.log" 2>&1 &
+            ;;
+        nats)
+            "${PIN_SERVER[@]}" nats-server -a 127.0.0.1 -p "$port" >"$OUT/nats.log" 2>&1 &
+            ;;
+        redis)
+            "${PIN_SERVER[@]}" redis-server --bind 127.0.0.1 --port "$port" --save '' \
+                --appendonly no --maxclients 20000 >"$OUT/redis.log" 2>&1 &
+            ;;
+        *) say "unknown target $target"; return 1 ;;
+    esac
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        port_open "$port" && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    say "$target did not start on port $port; see $OUT/$target.log"
+    return 1
+}
+
+# run LABEL TARGET PORT SCENARIO ARGS… — appends one JSON line to results.jsonl.
+run() {
+    local label=$1 target=$2 port=$3
+    shift 3
+    say "  $label"
+    local status=0
+    "${PIN_LOAD[@]}" "$LOADGEN" "$@" --target "$target" --port "$port" --json --quiet --strict \
+        --label "$label" >>"$RESULTS" 2>>"$OUT/herald-load.log" || status=$?
+    case $status in
+        0) ;;
+        1) say "    checks failed (see the table)" ;;
+        *) say "    run failed (exit $status); see $OUT/herald-load.log" ;;
+    esac
+}
+
+versions() {
+    echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
+    echo "pinning: server CPU $SERVER_CPU, load generator CPU $LOAD_CPU; runs of $DURATION"
+    for t in $TARGETS; do
+        case "$t" in
+            herald) echo "herald: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') (release)" ;;
+            nats) echo "nats-server: $(nats-server --version 2>&1 | head -1)" ;;
+            redis) echo "redis-server: $(redis-server --version | head -1)" ;;
+        esac
+    done
+}
+
+RATE=""
+for target in $TARGETS; do
+    started=0
+    for _ in 1 2 3; do
+        port=$(free_port)
+        say "$target on 127.0.0.1:$port"
+        if start_server "$target" "$port"; then started=1; break; fi
+        stop_server
+    done
+    ((started)) || { say "giving up on $target"; continue; }
+    run fanout-1x${FANOUT_SUBS} "$target" "$port" fanout \
+        --topics 1 --subscribers "$FANOUT_SUBS" --publishers 1 --payload "$PAYLOAD" \
+        --duration "$DURATION"
+    if [[ -z "$RATE" ]]; then
+        # LATENCY_PCT % of the first target's (herald's) max fan-out publish rate, the same for
+        # every target.
+        max=$(grep '"label":"fanout-1x' "$RESULTS" | head -1 |
+            grep -o '"published_per_sec":[0-9.]*' | cut -d: -f2 || true)
+        RATE=$(awk -v m="${max:-0}" -v p="$LATENCY_PCT" \
+            'BEGIN { r = int(m * p / 100); print (r < 10 ? 10 : r) }')
+        say "  latency runs offer $RATE msg/s ($LATENCY_PCT % of $target's max fan-out rate)"
+    fi
+    run many-topics-${MANY_TOPICS}x$((MANY_CONNS * MANY_PER_CONN / MANY_TOPICS)) "$target" "$port" fanout \
+        --topics "$MANY_TOPICS" --subscribers "$MANY_CONNS" \
+        --topics-per-subscriber "$MANY_PER_CONN" --publishers "$MANY_PUBS" \
+        --payload "$PAYLOAD" --duration "$DURATION"
+    run latency-${RATE}/s "$target" "$port" latency \
+        --topics 1 --subscribers "$FANOUT_SUBS" --publishers 1 --payload "$PAYLOAD" \
+        --rate "$RATE" --duration "$DURATION"
+    stop_server
+done
+
+{
+    echo
+    versions
+    echo
+    "$LOADGEN" report "$RESULTS" || true
+} | tee "$OUT/table.md"
+say ""
+say "results: $OUT (results.jsonl, table.md, server logs)"

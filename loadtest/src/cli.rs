@@ -1,0 +1,262 @@
+//! Command-line flags. Every scenario is bounded in time: `--duration` (or the connect deadline)
+//! plus a short drain, then it stops by itself.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::target::TargetKind;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "herald-load",
+    version,
+    about = "Load generator for herald and its peers (nats-server, redis-server); loopback only",
+    after_help = "Exit status: 0 all checks passed, 1 a check failed (lost, duplicated or \
+                  reordered messages, errors), 2 the run could not be done."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fan-out throughput (deliveries/s) with a full lost/duplicated/reordered check.
+    Fanout(FanoutArgs),
+    /// Publish-to-delivery latency at a fixed offered rate (HDR histogram).
+    Latency(FanoutArgs),
+    /// Open N subscribed connections; connect rate and server memory per connection.
+    Connections(ConnectionsArgs),
+    /// herald `POST /publish` over keep-alive HTTP/1.1 connections.
+    Rest(RestArgs),
+    /// Print one side-by-side table from `--json` results (JSON lines with a "label").
+    Report(ReportArgs),
+}
+
+/// Where to send the load.
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// The server kind on the other end.
+    #[arg(long, value_enum, default_value_t = TargetKind::Herald)]
+    pub target: TargetKind,
+    /// Full address, e.g. ws://127.0.0.1:8080/ws, nats://127.0.0.1:4222, redis://127.0.0.1:6379
+    /// (overrides --host/--port).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Server host; must resolve to 127.0.0.0/8.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Server port [default: 8080 herald, 4222 nats, 6379 redis].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Spread client sockets over this many source addresses 127.0.0.1, .2, … (0 = one per
+    /// 20,000 connections).
+    #[arg(long, default_value_t = 0)]
+    pub source_addrs: u8,
+}
+
+/// How results are printed.
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// A name for this run, copied into the JSON (used by `report` and compare.sh).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// No progress line on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// What the server does with a subscriber whose queue overflows (its `SLOW_CONSUMER_POLICY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerPolicy {
+    /// Close the subscriber (herald default; NATS and Redis behave alike).
+    Disconnect,
+    /// Drop its oldest queued events (herald `drop_oldest`): gaps are counted as policy drops.
+    DropOldest,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Subscriber connections.
+    #[arg(long, short, default_value_t = 100)]
+    pub subscribers: usize,
+    /// Topics (subjects, channels).
+    #[arg(long, short, default_value_t = 1)]
+    pub topics: usize,
+    /// Topics each subscriber connection subscribes to (consecutive, so every topic gets
+    /// subscribers × this / topics subscribers).
+    #[arg(long, default_value_t = 1)]
+    pub topics_per_subscriber: usize,
+    /// Publisher connections (each owns topics round-robin, or shares one when there are fewer
+    /// topics than publishers).
+    #[arg(long, short, default_value_t = 1)]
+    pub publishers: usize,
+    /// Payload bytes per message (at least 40: publisher id, counter, send time).
+    #[arg(long, default_value_t = 128)]
+    pub payload: usize,
+    /// How long publishers publish.
+    #[arg(long, short, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Total offered publish rate, messages/s over all publishers; 0 = as fast as the window
+    /// allows [default: 0 for fanout, 1000 for latency].
+    #[arg(long, short)]
+    pub rate: Option<f64>,
+    /// Flow control: at most this many messages in flight (published, not yet received) per
+    /// subscriber connection, split evenly over its topics; keep it below the server's
+    /// per-connection queue (herald's SUBSCRIBER_QUEUE_SIZE is 100); 0 = none
+    /// [default: 64 at max rate, 0 at a fixed rate].
+    #[arg(long, short)]
+    pub window: Option<u64>,
+    /// herald only: publishes in flight per publisher connection before it waits for acks (its
+    /// acks share the connection's bounded outbox).
+    #[arg(long, default_value_t = 64)]
+    pub max_unacked: u64,
+    /// Messages a publisher queues before one flush.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// After publishing stops, how long to wait for the last deliveries.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub drain: Duration,
+    /// Latency samples from messages sent in this first part of the run are not recorded.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub warmup: Duration,
+    /// Connections opened concurrently during set-up.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Longest set-up (connect and subscribe everything) before giving up.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub setup_timeout: Duration,
+    /// The server's slow-consumer policy, to tell its documented drops from faults.
+    #[arg(long, value_enum, default_value_t = ServerPolicy::Disconnect)]
+    pub server_policy: ServerPolicy,
+    /// Treat drops and disconnects explained by the server's policy as failures too.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnectionsArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Connections to open, each subscribed to one topic.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub connections: usize,
+    /// Topics the connections are spread over.
+    #[arg(long, short, default_value_t = 1)]
+    pub topics: usize,
+    /// Connections being opened at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Deadline for opening them all; the run reports what it reached by then.
+    #[arg(long, short, value_parser = parse_duration, default_value = "30s")]
+    pub duration: Duration,
+    /// How long to hold them open once connected (memory is read after a 1 s settle).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub hold: Duration,
+    /// The server's process id, to read its VmRSS from /proc/PID/status before and after.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RestArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Keep-alive connections, each with one request in flight.
+    #[arg(long, short, default_value_t = 16)]
+    pub connections: usize,
+    /// Topics the publishes rotate over.
+    #[arg(long, short, default_value_t = 1)]
+    pub topics: usize,
+    /// Payload bytes per message (at least 40).
+    #[arg(long, default_value_t = 128)]
+    pub payload: usize,
+    #[arg(long, short, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Total requests/s over all connections; 0 = as fast as responses come back.
+    #[arg(long, short, default_value_t = 0.0)]
+    pub rate: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Files of JSON lines written by `--json --label …` runs.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// `10`, `10s`, `500ms`, `2m`, `1.5s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("bad duration {text:?} (try 10s, 500ms, 2m)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "us" | "µs" => value / 1_000_000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown duration unit {other:?} in {text:?}")),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("bad duration {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn flags_parse() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "herald-load",
+            "fanout",
+            "--target",
+            "nats",
+            "-s",
+            "1000",
+            "--json",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Fanout(a) => {
+                assert_eq!(a.subscribers, 1000);
+                assert_eq!(a.target.target, TargetKind::Nats);
+                assert!(a.output.json);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

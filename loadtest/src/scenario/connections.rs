@@ -1,0 +1,200 @@
+//! The `connections` scenario: open N connections, each subscribed to one topic, spread over
+//! several source addresses in 127.0.0.0/8 (one address has only ~28,000 ephemeral ports);
+//! report the connect rate and, with `--server-pid`, the server's memory per connection.
+//!
+//! Once subscribed, a connection is held as a bare socket (client buffers freed), so the
+//! generator itself stays small at 100,000+ connections.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio::time::{sleep, timeout_at, Instant};
+
+use super::rss_kib;
+use crate::cli::ConnectionsArgs;
+use crate::client::Subscriber;
+use crate::http::{self, HttpConn};
+use crate::latency::LatencySink;
+use crate::progress::Progress;
+use crate::report::{self, Report};
+use crate::target::{Endpoint, TargetKind};
+use crate::topic::TopicSet;
+
+/// Pause after the last connection before reading the server's memory, so it has settled.
+const SETTLE: Duration = Duration::from_secs(1);
+
+pub async fn run(args: ConnectionsArgs) -> Result<Report> {
+    if args.connections == 0 || args.topics == 0 {
+        bail!("--connections and --topics must be at least 1");
+    }
+    let t = &args.target;
+    let endpoint = Endpoint::resolve(
+        t.target,
+        t.url.as_deref(),
+        &t.host,
+        t.port,
+        t.source_addrs,
+        args.connections,
+    )?;
+    let topics = TopicSet::new(args.topics);
+    let progress = Progress::new(args.output.quiet);
+    let limit = crate::target::raise_nofile_limit();
+    if limit > 0 && (args.connections as libc::rlim_t) + 64 > limit {
+        progress.note(&format!(
+            "open-files limit is {limit}; {} connections need more (ulimit -n)",
+            args.connections
+        ));
+    }
+    let rss_before = args.server_pid.map(rss_kib).transpose()?;
+
+    let latency = LatencySink::new();
+    let start = Instant::now();
+    let deadline = start + args.duration;
+    let mut held: Vec<TcpStream> = Vec::with_capacity(args.connections);
+    let mut tasks = JoinSet::new();
+    let mut next = 0;
+    let mut failed = 0u64;
+    let mut first_error = None;
+    let mut last_connect = start;
+    let mut timed_out = false;
+    loop {
+        while tasks.len() < args.concurrency.max(1) && next < args.connections {
+            let i = next;
+            next += 1;
+            let endpoint = endpoint.clone();
+            let topic = vec![topics.name(i % topics.len())];
+            let mut recorder = latency.recorder();
+            tasks.spawn(async move {
+                let began = Instant::now();
+                let conn = Subscriber::connect(&endpoint, i, &topic).await;
+                recorder.record(began.elapsed().as_nanos() as u64);
+                conn.map(Subscriber::into_stream)
+            });
+        }
+        match timeout_at(deadline, tasks.join_next()).await {
+            Ok(Some(Ok(Ok(stream)))) => {
+                held.push(stream);
+                last_connect = Instant::now();
+            }
+            Ok(Some(Ok(Err(e)))) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+            Ok(Some(Err(e))) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+            Ok(None) => break,
+            Err(_) => {
+                timed_out = true;
+                tasks.abort_all();
+                break;
+            }
+        }
+        if held.len() % 1000 == 0 {
+            let secs = start.elapsed().as_secs_f64().max(1e-3);
+            progress.set(format!(
+                "connected {}/{} ({}), failed {failed}",
+                report::int(held.len() as u64),
+                report::int(args.connections as u64),
+                report::rate(held.len() as f64 / secs)
+            ));
+        }
+    }
+    let connected = held.len() as u64;
+    let connect_secs = last_connect.duration_since(start).as_secs_f64().max(1e-3);
+    progress.set(format!("{connected} connected; settling"));
+    sleep(SETTLE).await;
+    let rss_after = args.server_pid.map(rss_kib).transpose()?;
+    let server_view = if endpoint.kind == TargetKind::Herald {
+        health(&endpoint).await.ok()
+    } else {
+        None
+    };
+    progress.set(format!("holding {connected} connections"));
+    sleep(args.hold).await;
+    drop(held);
+    progress.finish();
+
+    let mut report = Report::new(format!(
+        "connections → {} {}",
+        endpoint.kind,
+        endpoint.describe()
+    ));
+    report.set("scenario", "connections");
+    report.set("target", endpoint.kind.to_string());
+    report.set("connections", connected);
+    report.set("requested", args.connections);
+    report.set("failed", failed);
+    report.set("source_addrs", endpoint.sources);
+    let rate = connected as f64 / connect_secs;
+    report.set("connects_per_sec", report::round1(rate));
+    report.row(
+        "connected",
+        format!(
+            "{} of {} over {} source address(es){}",
+            report::int(connected),
+            report::int(args.connections as u64),
+            endpoint.sources,
+            if timed_out { ", deadline reached" } else { "" }
+        ),
+    );
+    report.row(
+        "connect + subscribe rate",
+        format!("{} in {connect_secs:.2} s", report::rate(rate)),
+    );
+    let p = latency.percentiles();
+    report.set("connect_latency_us", p.json());
+    report.row("connect + subscribe latency", p.line());
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        let per_conn = (after.saturating_sub(before) as f64) / connected.max(1) as f64;
+        report.set("server_rss_before_kib", before);
+        report.set("server_rss_after_kib", after);
+        report.set(
+            "server_kib_per_connection",
+            report::round1(per_conn * 10.0) / 10.0,
+        );
+        report.row(
+            "server RSS",
+            format!(
+                "{} KiB → {} KiB = {per_conn:.2} KiB per connection",
+                report::int(before),
+                report::int(after)
+            ),
+        );
+    } else {
+        report.row("server RSS", "not measured (pass --server-pid)");
+    }
+    if let Some((conns, subs)) = server_view {
+        report.set("server_reported_connections", conns);
+        report.row(
+            "server reports",
+            format!("{conns} connections, {subs} subscriptions (GET /health)"),
+        );
+    }
+    if let Some(e) = &first_error {
+        report.row("first failure", e.clone());
+    }
+    report.check(failed > 0, format!("{failed} connections failed"));
+    report.check(
+        connected < args.connections as u64,
+        format!(
+            "only {connected} of {} connected before the deadline",
+            args.connections
+        ),
+    );
+    Ok(report)
+}
+
+/// herald's own count of connections and subscriptions (`GET /health`).
+async fn health(endpoint: &Endpoint) -> Result<(u64, u64)> {
+    let stream = TcpStream::connect(endpoint.addr).await?;
+    let mut conn = HttpConn::new(stream);
+    let request = http::request("GET", &endpoint.addr.to_string(), "/health", None);
+    let response = conn.send(&request).await?;
+    let body: serde_json::Value = serde_json::from_slice(&response.body)?;
+    let field = |k: &str| body.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    Ok((field("connections"), field("subscribers")))
+}
