@@ -53,7 +53,7 @@ fn drain(subscribers: &[Subscriber]) -> usize {
     for subscriber in subscribers {
         while let Some(item) = subscriber.outbox.pop() {
             frames += match item {
-                Outgoing::Frame(_) => 1,
+                Outgoing::Event(_) | Outgoing::Frame(_) => 1,
                 Outgoing::Batch(batch) => batch.len(),
             };
         }

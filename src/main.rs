@@ -70,8 +70,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Each WebSocket is a file descriptor; the usual soft limit of 1024 would cap connections
+    // far below what the broker serves. Raise it to the hard limit (`ulimit -n` sets that).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(config.addr).await {
+        let listener = match listen(config.addr) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("herald: cannot listen on {}: {e}", config.addr);
@@ -86,6 +92,24 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Pending connections the kernel may hold before `accept`; the default of 128 makes connection
+/// storms (a load balancer reconnecting thousands of clients) wait on SYN retries. The kernel caps
+/// it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a deep accept backlog.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // A restarted node can bind again while old connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -65,6 +65,11 @@ fn fast_reader(mut ws: WsClient) -> JoinHandle<(Vec<u64>, WsClient)> {
 
 /// Publishes `MESSAGES` large messages one ack at a time; returns how long it took.
 async fn publish_all(publisher: &mut WsClient) -> Duration {
+    publish_from(publisher, 1).await
+}
+
+/// Publishes `MESSAGES` events whose `seq`s start at `first`, one ack at a time.
+async fn publish_from(publisher: &mut WsClient, first: u64) -> Duration {
     let payload = "x".repeat(PAYLOAD_BYTES);
     let started = Instant::now();
     for n in 1..=MESSAGES {
@@ -77,7 +82,7 @@ async fn publish_all(publisher: &mut WsClient) -> Duration {
         };
         let ack: Value = serde_json::from_str(&ack).unwrap();
         assert_eq!(ack["type"], "ack", "publish {n}: {ack}");
-        assert_eq!(ack["seq"], n, "publish {n}: {ack}");
+        assert_eq!(ack["seq"], first + n - 1, "publish {n}: {ack}");
     }
     let took = started.elapsed();
     assert!(
@@ -294,4 +299,51 @@ async fn drop_oldest_drops_are_counted_in_stats_and_metrics() {
         metrics.lines().any(|l| l == line),
         "/metrics lacks `{line}`:\n{metrics}"
     );
+}
+
+/// Under `drop_oldest` only events are dropped: a reply queued behind a flood is either delivered
+/// or, once it would be the one evicted, the connection is closed. A silently lost pong would
+/// leave a client waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_oldest_never_silently_drops_a_reply() {
+    let server = server(SlowConsumerPolicy::DropOldest).await;
+    let mut slow = server.ws().await;
+    slow.subscribe(TOPIC).await;
+    let mut publisher = server.ws().await;
+    // Fill the socket and the outbox with events, then queue a reply, then flood again so that
+    // the reply reaches the head of a full queue.
+    publish_all(&mut publisher).await;
+    slow.send_json(json!({"type": "ping", "request_id": "behind-the-flood"}))
+        .await;
+    // Give the server time to read the ping and queue the pong before the second flood; if it
+    // has not, the pong simply arrives late, and the assertion below still holds.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    publish_from(&mut publisher, MESSAGES + 1).await;
+    let mut pong = false;
+    loop {
+        match slow.recv_message().await {
+            Some(Message::Text(t)) => {
+                let f = parse(&t);
+                if f.kind == "pong" {
+                    pong = true;
+                    break;
+                }
+                assert!(matches!(f.kind.as_str(), "event" | "error"), "{t:.200}");
+            }
+            Some(Message::Close(_)) | None => break,
+            Some(_) => {}
+        }
+    }
+    if !pong {
+        // Closed instead: counted as a slow-consumer disconnect, not as silent loss.
+        let stats: Value = http()
+            .get(server.url("/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(stats["slow_consumer_disconnects"], 1, "{stats}");
+    }
 }

@@ -19,7 +19,9 @@ use crate::config::SlowConsumerPolicy;
 /// ack followed by its replay), which take a single queue slot so a replay cannot overflow it.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    /// One text frame.
+    /// A live event: the only kind `drop_oldest` may discard.
+    Event(Frame),
+    /// One text frame that is not an event (a reply or an info frame); never silently dropped.
     Frame(Frame),
     /// Several text frames, sent in order.
     Batch(Box<[Frame]>),
@@ -82,9 +84,16 @@ impl Outbox {
             },
             SlowConsumerPolicy::DropOldest => match self.queue.force_push(item) {
                 None => Pushed::Queued,
-                Some(_evicted) => {
+                Some(Outgoing::Event(_)) => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                     Pushed::DroppedOldest
+                }
+                // The oldest item is a reply (or a subscribe ack with its replay): losing it would
+                // leave the client waiting for an answer forever, so a client this far behind is
+                // disconnected as under `disconnect`.
+                Some(_reply) => {
+                    self.overflowed.store(true, Ordering::Release);
+                    Pushed::Rejected
                 }
             },
         };
@@ -175,12 +184,12 @@ mod tests {
     use super::*;
 
     fn frame(s: &'static str) -> Outgoing {
-        Outgoing::Frame(Frame::from_static(s))
+        Outgoing::Event(Frame::from_static(s))
     }
 
     fn text(o: Option<Outgoing>) -> String {
         match o {
-            Some(Outgoing::Frame(f)) => f.as_str().to_string(),
+            Some(Outgoing::Event(f) | Outgoing::Frame(f)) => f.as_str().to_string(),
             other => panic!("expected a frame, got {other:?}"),
         }
     }
@@ -208,6 +217,16 @@ mod tests {
         assert_eq!(text(o.pop()), "2");
         assert_eq!(text(o.pop()), "3");
         assert!(o.pop().is_none());
+    }
+
+    #[test]
+    fn drop_oldest_never_drops_a_reply() {
+        let o = Outbox::new(2, SlowConsumerPolicy::DropOldest);
+        o.push(Outgoing::Frame(Frame::from_static("ack")));
+        o.push(frame("1"));
+        assert_eq!(o.push(frame("2")), Pushed::Rejected);
+        assert!(o.overflowed());
+        assert_eq!(o.dropped(), 0);
     }
 
     #[test]

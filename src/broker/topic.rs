@@ -309,7 +309,7 @@ impl Topic {
             // An overflowed outbox is closed by its own writer task; the publisher never waits.
             let pushed = subscriber
                 .outbox
-                .push(Outgoing::Frame(stored.frame.clone()));
+                .push(Outgoing::Event(stored.frame.clone()));
             dropped += u64::from(pushed == Pushed::DroppedOldest);
         }
         if dropped > 0 {
@@ -430,7 +430,7 @@ mod tests {
         let mut out = Vec::new();
         while let Some(item) = o.pop() {
             match item {
-                Outgoing::Frame(f) => out.push(f.as_str().to_string()),
+                Outgoing::Event(f) | Outgoing::Frame(f) => out.push(f.as_str().to_string()),
                 Outgoing::Batch(fs) => out.extend(fs.iter().map(|f| f.as_str().to_string())),
             }
         }

@@ -464,7 +464,9 @@ where
     while written < MAX_BATCH {
         let Some(item) = outbox.pop() else { break };
         match item {
-            Outgoing::Frame(frame) => sink.feed(Message::Text(frame)).await?,
+            Outgoing::Event(frame) | Outgoing::Frame(frame) => {
+                sink.feed(Message::Text(frame)).await?
+            }
             Outgoing::Batch(frames) => {
                 for frame in frames.into_vec() {
                     sink.feed(Message::Text(frame)).await?;
