@@ -38,6 +38,10 @@ pub struct Config {
     pub max_publish_rate: u32,
     /// Upper bound on the topics one connection may subscribe to.
     pub max_subscriptions_per_connection: usize,
+    /// Upper bound on open WebSocket connections; upgrades beyond it get 503.
+    pub max_connections: usize,
+    /// Ping/Pong/Close frames a connection may send per second before it is closed (1008).
+    pub max_control_frames_per_sec: u32,
     /// Interval between heartbeat info frames and WebSocket pings.
     pub heartbeat_interval: Duration,
     /// A connection silent for this long is closed.
@@ -65,6 +69,8 @@ impl Default for Config {
             max_message_bytes: 1 << 20,
             max_publish_rate: 0,
             max_subscriptions_per_connection: 1_000,
+            max_connections: 1_000_000,
+            max_control_frames_per_sec: 100,
             heartbeat_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),
@@ -131,6 +137,12 @@ pub struct ServerArgs {
         default_value_t = 1_000
     )]
     pub max_subscriptions_per_connection: usize,
+    /// Maximum open WebSocket connections; upgrades beyond it are refused with 503.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1_000_000)]
+    pub max_connections: usize,
+    /// Control frames (ping/pong/close) a client may send per second before it is closed.
+    #[arg(long, env = "MAX_CONTROL_FRAMES_PER_SEC", default_value_t = 100)]
+    pub max_control_frames_per_sec: u32,
     /// Seconds between heartbeats.
     #[arg(long, env = "HEARTBEAT_INTERVAL_SECS", default_value_t = 20)]
     pub heartbeat_interval_secs: u64,
@@ -173,6 +185,8 @@ impl ServerArgs {
             max_message_bytes: self.max_message_bytes,
             max_publish_rate: self.max_publish_rate,
             max_subscriptions_per_connection: self.max_subscriptions_per_connection,
+            max_connections: self.max_connections,
+            max_control_frames_per_sec: self.max_control_frames_per_sec,
             heartbeat_interval: Duration::from_secs(self.heartbeat_interval_secs),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
@@ -198,6 +212,11 @@ impl Config {
                 self.max_subscriptions_per_connection,
             ),
             ("WS_READ_BUFFER_SIZE", self.ws_read_buffer_size),
+            ("MAX_CONNECTIONS", self.max_connections),
+            (
+                "MAX_CONTROL_FRAMES_PER_SEC",
+                self.max_control_frames_per_sec as usize,
+            ),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -53,6 +53,38 @@ enum ReadEnd {
     Shutdown,
     /// The writer gave up (slow consumer or write error).
     WriterGone,
+    /// More control frames per second than `MAX_CONTROL_FRAMES_PER_SEC`.
+    ControlFlood,
+}
+
+/// Counts a connection's control frames in one-second windows.
+struct ControlBudget {
+    /// Frames allowed per window.
+    limit: u32,
+    /// Frames seen in the current window.
+    used: u32,
+    /// When the current window started.
+    window: Instant,
+}
+
+impl ControlBudget {
+    fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            used: 0,
+            window: Instant::now(),
+        }
+    }
+
+    /// Counts one frame; false once the window's budget is spent.
+    fn allow(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.window) >= Duration::from_secs(1) {
+            self.window = now;
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= self.limit
+    }
 }
 
 /// Serves one upgraded WebSocket until it closes. `session` was created before the upgrade
@@ -104,11 +136,19 @@ where
         ReadEnd::Idle => Some(close_frame(CloseCode::Away, "idle timeout")),
         ReadEnd::TooBig => Some(close_frame(CloseCode::Size, "message too big")),
         ReadEnd::BadUtf8 => Some(close_frame(CloseCode::Invalid, "text frame is not UTF-8")),
+        ReadEnd::ControlFlood => Some(close_frame(
+            CloseCode::Policy,
+            "too many control frames (MAX_CONTROL_FRAMES_PER_SEC)",
+        )),
         _ => None,
     };
     let linger = matches!(
         end,
-        ReadEnd::Idle | ReadEnd::TooBig | ReadEnd::Shutdown | ReadEnd::WriterGone
+        ReadEnd::Idle
+            | ReadEnd::TooBig
+            | ReadEnd::Shutdown
+            | ReadEnd::WriterGone
+            | ReadEnd::ControlFlood
     );
     let _ = close_tx.send(close);
     let _ = writer.await;
@@ -194,6 +234,7 @@ impl Session {
         // Reused across frames: simd-json parses in place and needs scratch space.
         let mut scratch: Vec<u8> = Vec::new();
         let mut buffers = simd_json::Buffers::default();
+        let mut control = ControlBudget::new(self.state.config.max_control_frames_per_sec);
         loop {
             let next = tokio::select! {
                 biased;
@@ -227,7 +268,14 @@ impl Session {
                     ),
                 },
                 Message::Close(_) => return ReadEnd::PeerClosed,
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                Message::Ping(_) | Message::Pong(_) => {
+                    // tungstenite answers every Ping with a Pong, so a ping flood would make the
+                    // server write as fast as the client sends; past the limit the client goes.
+                    if !control.allow(Instant::now()) {
+                        return ReadEnd::ControlFlood;
+                    }
+                }
+                Message::Frame(_) => {}
             }
         }
     }

@@ -42,6 +42,17 @@ pub(super) fn upgrade(
             "server is shutting down",
         ));
     }
+    // Counted before the upgrade so a connection storm cannot overshoot by much; the session
+    // count is the one /health reports.
+    if state.session_count() >= state.config.max_connections {
+        return error(&ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "connection limit reached (MAX_CONNECTIONS = {})",
+                state.config.max_connections
+            ),
+        ));
+    }
     let is_upgrade = header_has_token(&req, header::CONNECTION, "upgrade")
         && header_has_token(&req, header::UPGRADE, "websocket");
     let version_ok = req
