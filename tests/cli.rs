@@ -102,3 +102,70 @@ fn sigterm_drains_and_exits_zero() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The API key never appears in logs, even at trace level, nor in `--help`.
+#[cfg(unix)]
+#[test]
+fn api_key_is_never_logged() {
+    const KEY: &str = "k3y-that-must-not-leak";
+    let help = Command::new(BIN)
+        .arg("--help")
+        .env("API_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains(KEY));
+    let mut child = Command::new(BIN)
+        .env("ADDR", "127.0.0.1:0")
+        .env("API_KEY", KEY)
+        .env("RUST_LOG", "trace")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut log = String::new();
+    let addr = loop {
+        let line = lines.next().expect("server printed its address").unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    use std::io::{Read, Write};
+    for request in [
+        format!("GET /health HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nConnection: close\r\n\r\n"),
+        format!("GET /stats?api_key={KEY} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        "GET /stats HTTP/1.1\r\nHost: x\r\nX-API-Key: wrong\r\nConnection: close\r\n\r\n".into(),
+    ] {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 "), "{response}");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        log.lines().count() > 3,
+        "trace logging produced little: {log}"
+    );
+    assert!(!log.contains(KEY), "key in stdout log:\n{log}");
+    assert!(!stderr.contains(KEY), "key in stderr:\n{stderr}");
+}
