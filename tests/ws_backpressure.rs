@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{http, TestServer, WsClient};
+use futures_util::{SinkExt, StreamExt};
 use herald::config::SlowConsumerPolicy;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -346,4 +347,39 @@ async fn drop_oldest_never_silently_drops_a_reply() {
             .unwrap();
         assert_eq!(stats["slow_consumer_disconnects"], 1, "{stats}");
     }
+}
+
+/// A client that pipelines many more requests than its queue holds, and reads the replies, is
+/// slowed down (the server stops reading it) but never disconnected and never loses a reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_beyond_the_queue_are_all_answered_in_order() {
+    let server = TestServer::start_with(|c| c.subscriber_queue_size = 16).await;
+    let mut ws = server.ws().await;
+    const N: usize = 500;
+    let text: String = (0..N)
+        .map(|i| format!("{{\"type\":\"ping\",\"request_id\":\"{i}\"}}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // All sent before reading anything, as one burst of frames.
+    for line in text.lines() {
+        ws.inner
+            .feed(Message::text(line.to_string()))
+            .await
+            .expect("feed");
+    }
+    // Flush concurrently with reading: the server may stop reading until we read.
+    let (mut sink, mut stream) = ws.inner.split();
+    let flusher = tokio::spawn(async move { sink.flush().await.map(|_| sink) });
+    for i in 0..N {
+        let pong = loop {
+            match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => break serde_json::from_str::<Value>(&t).unwrap(),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                other => panic!("reply {i}: {other:?}"),
+            }
+        };
+        assert_eq!(pong["type"], "pong", "{pong}");
+        assert_eq!(pong["request_id"], i.to_string());
+    }
+    flusher.await.unwrap().expect("all frames sent");
 }

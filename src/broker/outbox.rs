@@ -46,6 +46,9 @@ pub struct Outbox {
     /// The writer task parks here when the queue is empty. `AtomicWaker` hands the waker out once
     /// per park, so a burst of pushes costs one task wake-up, not one per frame.
     waker: AtomicWaker,
+    /// The connection's reader parks here while the queue is at its high-water mark, so a client
+    /// that pipelines requests is slowed down by TCP backpressure instead of being disconnected.
+    space: AtomicWaker,
     /// Overflow policy, fixed for the connection's life.
     policy: SlowConsumerPolicy,
     /// Set when the queue overflowed under `disconnect`; the writer closes with `SLOW_CONSUMER`.
@@ -62,6 +65,7 @@ impl Outbox {
         Self {
             queue: ArrayQueue::new(capacity.max(1)),
             waker: AtomicWaker::new(),
+            space: AtomicWaker::new(),
             policy,
             overflowed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -103,7 +107,39 @@ impl Outbox {
 
     /// Takes the oldest queued item.
     pub fn pop(&self) -> Option<Outgoing> {
-        self.queue.pop()
+        let item = self.queue.pop();
+        if item.is_some() {
+            // Cheap when nobody waits: one atomic operation, no wake-up.
+            self.space.wake();
+        }
+        item
+    }
+
+    /// Queue capacity.
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity()
+    }
+
+    /// Resolves once fewer than `high_water` items are queued (or the outbox overflowed or
+    /// closed, so a waiting reader never hangs).
+    pub async fn below(&self, high_water: usize) {
+        poll_fn(|cx| {
+            let done = || {
+                self.queue.len() < high_water
+                    || self.overflowed.load(Ordering::Acquire)
+                    || self.closed.load(Ordering::Acquire)
+            };
+            if done() {
+                return Poll::Ready(());
+            }
+            self.space.register(cx.waker());
+            if done() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Items currently queued.

@@ -235,7 +235,24 @@ impl Session {
         let mut scratch: Vec<u8> = Vec::new();
         let mut buffers = simd_json::Buffers::default();
         let mut control = ControlBudget::new(self.state.config.max_control_frames_per_sec);
+        // Past this many queued items the reader stops reading until the writer catches up:
+        // a client that pipelines requests then waits on TCP instead of overflowing its own queue
+        // with replies. Half the queue stays free for events.
+        let outbox = self.subscriber.outbox.clone();
+        let high_water = outbox.capacity().div_ceil(2);
         loop {
+            if outbox.len() >= high_water {
+                tokio::select! {
+                    biased;
+                    _ = self.state.shutdown.cancelled() => return ReadEnd::Shutdown,
+                    _ = writer_done.cancelled() => return ReadEnd::WriterGone,
+                    _ = outbox.below(high_water) => {}
+                    // A client that sends but never reads must not hold the connection forever.
+                    _ = tokio::time::sleep(idle) => return ReadEnd::Idle,
+                }
+                // Waiting on our own queue is not the client's silence.
+                deadline = Instant::now() + idle;
+            }
             let next = tokio::select! {
                 biased;
                 _ = self.state.shutdown.cancelled() => return ReadEnd::Shutdown,
