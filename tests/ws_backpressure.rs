@@ -381,5 +381,5 @@ async fn pipelined_requests_beyond_the_queue_are_all_answered_in_order() {
         assert_eq!(pong["type"], "pong", "{pong}");
         assert_eq!(pong["request_id"], i.to_string());
     }
-    flusher.await.unwrap().expect("all frames sent");
+    let _sink = flusher.await.unwrap().expect("all frames sent");
 }
