@@ -42,6 +42,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Ping/Pong/Close frames a connection may send per second before it is closed (1008).
     pub max_control_frames_per_sec: u32,
+    /// Browser origins allowed to open WebSockets; empty allows every origin.
+    pub allowed_origins: Vec<String>,
     /// Interval between heartbeat info frames and WebSocket pings.
     pub heartbeat_interval: Duration,
     /// A connection silent for this long is closed.
@@ -71,6 +73,7 @@ impl Default for Config {
             max_subscriptions_per_connection: 1_000,
             max_connections: 1_000_000,
             max_control_frames_per_sec: 100,
+            allowed_origins: Vec::new(),
             heartbeat_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),
@@ -143,6 +146,10 @@ pub struct ServerArgs {
     /// Control frames (ping/pong/close) a client may send per second before it is closed.
     #[arg(long, env = "MAX_CONTROL_FRAMES_PER_SEC", default_value_t = 100)]
     pub max_control_frames_per_sec: u32,
+    /// Comma-separated browser origins (e.g. `https://app.example.com`) allowed to open
+    /// WebSockets; unset allows all. Requests without an Origin header (non-browsers) pass.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
     /// Seconds between heartbeats.
     #[arg(long, env = "HEARTBEAT_INTERVAL_SECS", default_value_t = 20)]
     pub heartbeat_interval_secs: u64,
@@ -187,6 +194,12 @@ impl ServerArgs {
             max_subscriptions_per_connection: self.max_subscriptions_per_connection,
             max_connections: self.max_connections,
             max_control_frames_per_sec: self.max_control_frames_per_sec,
+            allowed_origins: self
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                .filter(|o| !o.is_empty())
+                .collect(),
             heartbeat_interval: Duration::from_secs(self.heartbeat_interval_secs),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),

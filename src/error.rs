@@ -31,6 +31,8 @@ pub enum ErrorCode {
     LimitExceeded,
     /// The server is shutting down or cannot serve right now.
     Unavailable,
+    /// A browser origin not in `ALLOWED_ORIGINS` (extension).
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -50,6 +52,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::Unavailable => "UNAVAILABLE",
+            Self::Forbidden => "FORBIDDEN",
         }
     }
 
@@ -68,6 +71,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::LimitExceeded => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 }

@@ -42,6 +42,23 @@ pub(super) fn upgrade(
             "server is shutting down",
         ));
     }
+    // Browsers send Origin and let any page open a socket to us; the allow-list stops pages of
+    // other sites from using a visitor's network position. Non-browser clients send no Origin.
+    if !state.config.allowed_origins.is_empty() {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let origin = origin
+                .to_str()
+                .unwrap_or("")
+                .trim_end_matches('/')
+                .to_ascii_lowercase();
+            if !state.config.allowed_origins.contains(&origin) {
+                return error(&ApiError::new(
+                    ErrorCode::Forbidden,
+                    "origin not allowed (ALLOWED_ORIGINS)",
+                ));
+            }
+        }
+    }
     // Counted before the upgrade so a connection storm cannot overshoot by much; the session
     // count is the one /health reports.
     if state.session_count() >= state.config.max_connections {

@@ -1,0 +1,79 @@
+//! `ALLOWED_ORIGINS`: browser WebSocket upgrades from other origins are refused before upgrading;
+//! listed origins and non-browser clients (no Origin header) connect.
+
+mod common;
+
+use common::{TestServer, WsClient};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Error as WsError;
+
+async fn connect_with_origin(
+    server: &TestServer,
+    origin: Option<&str>,
+) -> Result<WsClient, WsError> {
+    let mut request = server.ws_url("/ws").into_client_request().unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+    }
+    let (inner, _) = tokio_tungstenite::connect_async(request).await?;
+    Ok(WsClient { inner })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listed_origins_may_open_websockets() {
+    let server = TestServer::start_with(|c| {
+        c.allowed_origins = vec!["https://app.example.com".into()];
+    })
+    .await;
+    for refused in [
+        "https://evil.example",
+        "null",
+        "https://app.example.com.evil",
+    ] {
+        match connect_with_origin(&server, Some(refused)).await {
+            Err(WsError::Http(response)) => {
+                assert_eq!(response.status(), 403, "{refused}");
+                let body = response.body().as_deref().unwrap_or_default();
+                let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+                assert_eq!(body["error"]["code"], "FORBIDDEN", "{refused}");
+            }
+            Err(other) => panic!("{refused}: unexpected error {other}"),
+            Ok(_) => panic!("{refused}: upgrade accepted"),
+        }
+    }
+    let health: serde_json::Value = common::http()
+        .get(server.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health["connections"], 0,
+        "refused upgrades left sessions: {health}"
+    );
+    for allowed in [
+        Some("https://app.example.com"),
+        Some("HTTPS://App.Example.com/"),
+        None,
+    ] {
+        let mut ws = connect_with_origin(&server, allowed)
+            .await
+            .unwrap_or_else(|e| panic!("{allowed:?} refused: {e}"));
+        let pong = ws.request(json!({"type": "ping"})).await;
+        assert_eq!(pong["type"], "pong");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_allow_list_every_origin_connects() {
+    let server = TestServer::start().await;
+    let mut ws = connect_with_origin(&server, Some("https://anywhere.example"))
+        .await
+        .expect("no allow-list: any origin");
+    assert_eq!(ws.request(json!({"type": "ping"})).await["type"], "pong");
+}
