@@ -12,8 +12,10 @@
 //! - [`protocol`]: client frames in (simd-json), server frames out; pure functions.
 //! - [`server`]: the accept loop, REST routes, WebSocket sessions, graceful shutdown.
 //! - [`clock`]: the cached RFC 3339 timestamp every frame carries.
+//! - [`cli`]: the binary's client commands: `herald sub`, `herald pub`, `herald probe`.
 
 pub mod broker;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;

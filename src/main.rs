@@ -1,8 +1,11 @@
-//! The `herald` binary: flags and environment, logging, signals, then [`herald::run`].
+//! The `herald` binary: flags and environment, logging, signals, then [`herald::run`]; or, with a
+//! subcommand, one of the clients in [`herald::cli`].
 
+use std::future::Future;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use herald::cli::{CliError, ProbeArgs, PubArgs, SubArgs};
 use herald::config::ServerArgs;
 use tracing_subscriber::EnvFilter;
 
@@ -20,8 +23,24 @@ enum LogFormat {
 
 /// A lock-free WebSocket + REST publish/subscribe broker.
 #[derive(Debug, Parser)]
-#[command(name = "herald", version, about)]
+#[command(
+    name = "herald",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    after_help = "Without a command, herald runs the broker (the same as `herald serve`)."
+)]
 struct Cli {
+    /// The server's flags sit on the top level too, so `herald --port 1234` keeps working.
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Everything the broker is started with.
+#[derive(Debug, Args)]
+struct ServeArgs {
     #[command(flatten)]
     server: ServerArgs,
     /// Log format; the level comes from RUST_LOG (default `info`).
@@ -29,14 +48,24 @@ struct Cli {
     log_format: LogFormat,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker (the default).
+    Serve(ServeArgs),
+    /// Subscribe to a topic and print each event as one JSON line.
+    Sub(SubArgs),
+    /// Publish a message, or each stdin line with `-`, printing each ack.
+    Pub(PubArgs),
+    /// Check a server's health route (default /livez): exit 0 when it answers 2xx.
+    Probe(ProbeArgs),
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
             // One clear line, not clap's full usage dump: this is usually an environment variable.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("herald: {}", first.trim_start_matches("error: "));
+            eprintln!("herald: {}", first_paragraph(&e.to_string()));
             return ExitCode::from(2);
         }
         Err(e) => {
@@ -45,6 +74,60 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
+    match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Sub(args)) => client(herald::cli::sub(args)),
+        Some(Command::Pub(args)) => client(herald::cli::publish(args)),
+        Some(Command::Probe(args)) => {
+            // Without --url, probe where a server started in this environment listens.
+            let addr = cli.serve.server.into_config().map(|c| c.addr);
+            client(herald::cli::probe(args, addr))
+        }
+    }
+}
+
+/// Clap's message up to its first blank line, on one line, plus its tip if it has one:
+/// `the following required arguments were not provided: <TOPIC>` rather than a usage dump.
+fn first_paragraph(text: &str) -> String {
+    let first: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let mut line = first.join(" ").trim_start_matches("error: ").to_string();
+    if line.is_empty() {
+        line = "invalid arguments".into();
+    }
+    if let Some(tip) = text.lines().map(str::trim).find(|l| l.starts_with("tip:")) {
+        line = format!("{line} ({tip})");
+    }
+    line
+}
+
+/// Runs a client command on a single-threaded runtime; its error is one line on stderr.
+fn client(command: impl Future<Output = Result<(), CliError>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Runs the broker until SIGINT or SIGTERM.
+fn serve(cli: ServeArgs) -> ExitCode {
     let config = match cli.server.into_config() {
         Ok(config) => config,
         Err(e) => {
