@@ -31,6 +31,10 @@ pub enum Command {
     Connections(ConnectionsArgs),
     /// herald `POST /publish` over keep-alive HTTP/1.1 connections.
     Rest(RestArgs),
+    /// herald for a long time: publish + checked fan-out + connection churn (resuming
+    /// subscribers, connections dropped without a close frame) + REST publishes, while the
+    /// server's RSS and open file descriptors are sampled.
+    Soak(SoakArgs),
     /// Print one side-by-side table from `--json` results (JSON lines with a "label").
     Report(ReportArgs),
 }
@@ -192,6 +196,80 @@ pub struct RestArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct SoakArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Subscriber connections, one topic each (topic = index mod --topics); the last
+    /// --churners of them disconnect and resume over and over.
+    #[arg(long, short, default_value_t = 200)]
+    pub subscribers: usize,
+    /// Of the subscribers, how many churn: drop the connection without a close frame (FIN or
+    /// RST, alternating), reconnect, resume with since_seq + epoch.
+    #[arg(long, default_value_t = 20)]
+    pub churners: usize,
+    /// Mean time a churning subscriber stays connected (each hold is uniform in 0.5–1.5×).
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub churn_every: Duration,
+    /// Longest time a churning subscriber stays away before it reconnects (uniform in 0 to
+    /// this), so its resume has missed messages to replay; keep it well inside what the
+    /// server's replay ring holds (RING_BUFFER_SIZE messages per topic).
+    #[arg(long, value_parser = parse_duration, default_value = "500ms")]
+    pub churn_offline: Duration,
+    /// Topics.
+    #[arg(long, short, default_value_t = 10)]
+    pub topics: usize,
+    /// WebSocket publisher connections.
+    #[arg(long, short, default_value_t = 5)]
+    pub publishers: usize,
+    /// Total WebSocket publish rate, messages/s over all publishers.
+    #[arg(long, short, default_value_t = 300.0)]
+    pub rate: f64,
+    /// REST `POST /publish` rate, requests/s over one keep-alive connection that owns its own
+    /// topics like one more publisher; 0 = no REST publishes.
+    #[arg(long, default_value_t = 20.0)]
+    pub rest_rate: f64,
+    /// Connections opened and dropped without a close frame per second (cycling through: bare
+    /// TCP, WebSocket upgrade, upgrade + subscribe); 0 = none.
+    #[arg(long, default_value_t = 10.0)]
+    pub drop_rate: f64,
+    /// Payload bytes per message (at least 40).
+    #[arg(long, default_value_t = 128)]
+    pub payload: usize,
+    /// How long the soak publishes (e.g. 60s, 30m, 2h).
+    #[arg(long, short, value_parser = parse_duration, default_value = "60s")]
+    pub duration: Duration,
+    /// RSS and fd growth are measured from the end of this first part of the run [default:
+    /// 10 % of --duration, at least 30 s but at most half of the run].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// The server's process id: its VmRSS and open fds are sampled from /proc/PID.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// How often the server's RSS and fds are sampled.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub sample_every: Duration,
+    /// Fail when the server's RSS grows by more than this percentage after the warm-up.
+    #[arg(long, default_value_t = 5.0)]
+    pub max_rss_growth: f64,
+    /// Fail when the server's open fds grow by more than this after the warm-up [default: the
+    /// connections that can be in flux at once: churners + dropped connections in flight + 8].
+    #[arg(long)]
+    pub max_fd_growth: Option<u64>,
+    /// After publishing stops, how long to wait for the last deliveries.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub drain: Duration,
+    /// Longest set-up (connect and subscribe everything) before giving up.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub setup_timeout: Duration,
+    /// A plain status line on stderr this often (also when stderr is not a terminal) [default:
+    /// a sixth of the run, at most 60 s]; 0 = none.
+    #[arg(long, value_parser = parse_duration)]
+    pub log_every: Option<Duration>,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct ReportArgs {
     /// Files of JSON lines written by `--json --label …` runs.
     #[arg(required = true)]
@@ -255,6 +333,31 @@ mod tests {
                 assert_eq!(a.subscribers, 1000);
                 assert_eq!(a.target.target, TargetKind::Nats);
                 assert!(a.output.json);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn soak_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "herald-load",
+            "soak",
+            "-d",
+            "30m",
+            "--server-pid",
+            "42",
+            "--max-rss-growth",
+            "2.5",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Soak(a) => {
+                assert_eq!(a.duration, Duration::from_secs(1800));
+                assert_eq!(a.server_pid, Some(42));
+                assert_eq!(a.max_rss_growth, 2.5);
+                assert_eq!((a.subscribers, a.churners, a.publishers), (200, 20, 5));
+                assert_eq!(a.warmup, None);
             }
             other => panic!("{other:?}"),
         }

@@ -4,7 +4,7 @@
 //! - `cli.rs`: flags (clap). `target.rs`: loopback-only endpoints, source addresses.
 //! - `client/`: one lean client per target behind `Subscriber` / `Publisher`.
 //! - `scenario/`: `fanout` + `latency` (one engine: `board`, `subscriber`, `publisher`),
-//!   `connections`, `rest`.
+//!   `connections`, `rest`, `soak` (the fan-out engine plus churn, REST and server sampling).
 //! - `payload.rs` (publisher id, counter, send time), `topic.rs` (names and layout),
 //!   `checker.rs` (lost / duplicated / reordered), `latency.rs` (HDR histogram).
 //! - `report.rs` (table, JSON), `compare.rs` (`report` subcommand), `progress.rs`,
@@ -79,6 +79,10 @@ async fn run(cli: Cli) -> Result<bool> {
         Command::Rest(args) => {
             let output = args.output.clone();
             (scenario::rest::run(args).await?, output)
+        }
+        Command::Soak(args) => {
+            let output = args.output.clone();
+            (scenario::soak::run(args).await?, output)
         }
         Command::Report(args) => return compare::run(&args),
     };

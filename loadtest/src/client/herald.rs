@@ -199,6 +199,162 @@ async fn read_replies(mut stream: SplitStream<WebSocketStream<TcpStream>>, repli
     replies.closed.store(true, Ordering::Relaxed);
 }
 
+/// What a subscribe ack says (PROTOCOL.md §1): the topic's latest `seq` when the subscription
+/// took effect, its `epoch`, and `recovered` when a replay was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeAck {
+    pub topic: String,
+    pub seq: u64,
+    pub epoch: String,
+    pub recovered: Option<bool>,
+}
+
+/// A subscribe ack; `None` for any other frame (publish acks have an `id`, unsubscribe acks no
+/// `epoch`). Acks are rare, so this one is parsed as JSON.
+pub fn parse_subscribe_ack(frame: &[u8]) -> Option<SubscribeAck> {
+    if !frame.starts_with(ACK_PREFIX) {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(frame).ok()?;
+    Some(SubscribeAck {
+        topic: v.get("topic")?.as_str()?.to_string(),
+        seq: v.get("seq")?.as_u64()?,
+        epoch: v.get("epoch")?.as_str()?.to_string(),
+        recovered: v.get("recovered").and_then(serde_json::Value::as_bool),
+    })
+}
+
+/// Finds the `seq` field after an event's message object.
+static SEQ: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(br#""seq":"#));
+
+/// (topic, payload, seq) of an event frame carrying a string payload; `None` for anything else.
+pub fn parse_event_seq(frame: &[u8]) -> Option<(&[u8], &[u8], u64)> {
+    let (topic, payload) = parse_event(frame)?;
+    // The payload is a slice of `frame`; `seq` follows the message object it ends.
+    let after = payload.as_ptr() as usize - frame.as_ptr() as usize + payload.len();
+    let rest = &frame[after..];
+    let digits = &rest[SEQ.find(rest)? + SEQ.needle().len()..];
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    if end == 0 || end > 19 {
+        return None;
+    }
+    let seq = digits[..end]
+        .iter()
+        .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
+    Some((topic, payload, seq))
+}
+
+/// The subscribe frame, resuming after `since` = (seq, epoch) when given.
+pub fn subscribe_frame(topic: &str, since: Option<(u64, &str)>) -> String {
+    let topic = serde_json::Value::from(topic);
+    match since {
+        None => format!(r#"{{"type":"subscribe","topic":{topic}}}"#),
+        Some((seq, epoch)) => format!(
+            r#"{{"type":"subscribe","topic":{topic},"since_seq":{seq},"epoch":{}}}"#,
+            serde_json::Value::from(epoch)
+        ),
+    }
+}
+
+/// One frame a [`Resumable`] connection received.
+#[derive(Debug)]
+pub enum Incoming<'a> {
+    /// An event of this tool's payloads.
+    Event {
+        topic: &'a [u8],
+        payload: &'a [u8],
+        seq: u64,
+    },
+    /// A subscribe ack.
+    Ack(SubscribeAck),
+    /// Anything else (heartbeats, other acks, events of foreign payloads).
+    Other,
+}
+
+/// A `/ws` connection that subscribes (and resumes with `since_seq` + `epoch`) under the caller's
+/// control and can go away without a close frame, the way a crashed client or a dead network
+/// does.
+pub struct Resumable {
+    ws: WebSocketStream<TcpStream>,
+}
+
+impl Resumable {
+    pub async fn open(stream: TcpStream, url: &str) -> Result<Self, ClientError> {
+        Ok(Self {
+            ws: handshake(stream, url).await?,
+        })
+    }
+
+    /// Sends a subscribe (resuming after `since` when given); the ack comes through `recv`.
+    pub async fn subscribe(
+        &mut self,
+        topic: &str,
+        since: Option<(u64, &str)>,
+    ) -> Result<(), ClientError> {
+        self.ws
+            .send(Message::text(subscribe_frame(topic, since)))
+            .await?;
+        Ok(())
+    }
+
+    /// Waits for one frame and hands it to `on`.
+    pub async fn recv<F: FnMut(Incoming<'_>)>(&mut self, on: &mut F) -> Recv {
+        let frame = match self.ws.next().await {
+            Some(Ok(Message::Text(text))) => text.into(),
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Close(frame))) => {
+                return Recv::Closed(match frame {
+                    Some(f) if f.code == CloseCode::Policy => {
+                        Closed::Policy(format!("close 1008 {}", f.reason))
+                    }
+                    Some(f) => Closed::Other(format!("close {} {}", u16::from(f.code), f.reason)),
+                    None => Closed::Other("close frame".into()),
+                });
+            }
+            Some(Ok(_)) => return Recv::Data,
+            Some(Err(e)) => return Recv::Closed(Closed::Other(e.to_string())),
+            None => return Recv::Closed(Closed::Other("connection closed".into())),
+        };
+        if let Some((topic, payload, seq)) = parse_event_seq(&frame) {
+            on(Incoming::Event {
+                topic,
+                payload,
+                seq,
+            });
+        } else if let Some(ack) = parse_subscribe_ack(&frame) {
+            on(Incoming::Ack(ack));
+        } else if frame.starts_with(ERROR_PREFIX) {
+            return Recv::Closed(if memmem::find(&frame, b"SLOW_CONSUMER").is_some() {
+                Closed::Policy("SLOW_CONSUMER".into())
+            } else {
+                Closed::Other(String::from_utf8_lossy(&frame).into_owned())
+            });
+        } else {
+            on(Incoming::Other);
+        }
+        Recv::Data
+    }
+
+    /// Goes away without a close frame: a FIN, or with `reset` a RST (`SO_LINGER` 0).
+    pub fn vanish(self, reset: bool) {
+        let stream = self.ws.into_inner();
+        if reset {
+            set_reset_on_close(&stream);
+        }
+        drop(stream);
+    }
+}
+
+/// Makes closing `stream` send a RST instead of a FIN. A zero linger never blocks the thread
+/// (the deprecation of `set_linger` is about non-zero values).
+pub fn set_reset_on_close(stream: &TcpStream) {
+    #[allow(deprecated)]
+    let _ = stream.set_linger(Some(Duration::ZERO));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +370,55 @@ mod tests {
         assert_eq!(parse_event(object), None);
         let ack = br#"{"type":"ack","topic":"t","status":"ok","seq":1,"ts":"x"}"#;
         assert_eq!(parse_event(ack), None);
+    }
+
+    #[test]
+    fn scans_event_seq() {
+        let frame = br#"{"type":"event","topic":"hl1.3","message":{"id":"9b1c","payload":"00000001abc"},"seq":42,"ts":"2025-08-25T10:00:00.123Z"}"#;
+        let (topic, payload, seq) = parse_event_seq(frame).unwrap();
+        assert_eq!(
+            (topic, payload, seq),
+            (&b"hl1.3"[..], &b"00000001abc"[..], 42)
+        );
+        // A payload that itself contains `"seq":` text cannot fool the scan: it starts after it.
+        let tricky = br#"{"type":"event","topic":"t","message":{"id":"x","payload":"seq:7"},"seq":8,"ts":"x"}"#;
+        assert_eq!(parse_event_seq(tricky).unwrap().2, 8);
+        let no_seq = br#"{"type":"event","topic":"t","message":{"id":"x","payload":"p"},"ts":"x"}"#;
+        assert_eq!(parse_event_seq(no_seq), None);
+        let bad = br#"{"type":"event","topic":"t","message":{"id":"x","payload":"p"},"seq":-1}"#;
+        assert_eq!(parse_event_seq(bad), None);
+    }
+
+    #[test]
+    fn parses_subscribe_acks() {
+        let ack = br#"{"type":"ack","topic":"hl1.0","status":"ok","seq":17,"epoch":"a1b2c3","recovered":true,"ts":"x"}"#;
+        assert_eq!(
+            parse_subscribe_ack(ack),
+            Some(SubscribeAck {
+                topic: "hl1.0".into(),
+                seq: 17,
+                epoch: "a1b2c3".into(),
+                recovered: Some(true),
+            })
+        );
+        let plain = br#"{"type":"ack","topic":"t","status":"ok","seq":0,"epoch":"e","ts":"x"}"#;
+        assert_eq!(parse_subscribe_ack(plain).unwrap().recovered, None);
+        let publish = br#"{"type":"ack","topic":"t","status":"ok","id":"m","seq":3,"ts":"x"}"#;
+        assert_eq!(parse_subscribe_ack(publish), None);
+        let event = br#"{"type":"event","topic":"t","message":{"id":"x","payload":"p"},"seq":1}"#;
+        assert_eq!(parse_subscribe_ack(event), None);
+    }
+
+    #[test]
+    fn builds_subscribe_frames() {
+        assert_eq!(
+            subscribe_frame("t.1", None),
+            r#"{"type":"subscribe","topic":"t.1"}"#
+        );
+        let resume = subscribe_frame("t.1", Some((42, "ab\"c")));
+        let v: serde_json::Value = serde_json::from_str(&resume).unwrap();
+        assert_eq!(v["since_seq"], 42);
+        assert_eq!(v["epoch"], "ab\"c");
+        assert_eq!(v["type"], "subscribe");
     }
 }

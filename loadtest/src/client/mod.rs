@@ -10,7 +10,7 @@
 //! - `redis.rs`: RESP2 `SUBSCRIBE` / `PUBLISH`.
 //! - `inbound.rs`: the growable read buffer the NATS, Redis and HTTP clients share.
 
-mod herald;
+pub mod herald;
 mod inbound;
 pub mod nats;
 pub mod redis;

@@ -199,7 +199,7 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
         endpoint.kind,
         endpoint.describe()
     ));
-    let summary = Summary::of(&shared, &ends, &subs, &args);
+    let summary = Summary::of(&shared, &ends, &subs, args.server_policy);
     report.set(
         "scenario",
         if mode == Mode::Fanout {
@@ -277,7 +277,7 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
     let latency = shared.latency.percentiles();
     report.set("latency_us", latency.json());
     report.row("latency (publish→delivery)", latency.line());
-    summary.fill(&mut report, &args);
+    summary.fill(&mut report, args.server_policy, args.strict);
     report.set("stuck_publishers", stuck);
     report.check(
         stuck > 0,
@@ -306,7 +306,7 @@ fn validate(args: &FanoutArgs, rate: f64) -> Result<()> {
 }
 
 /// Opens every subscriber (at most `concurrency` at a time) and then the publishers.
-async fn connect(
+pub(super) async fn connect(
     endpoint: &Endpoint,
     layout: &Layout,
     topics: &TopicSet,

@@ -1,11 +1,13 @@
 //! The scenarios. `fanout` and `latency` share one engine (`fanout.rs` with its `board`,
-//! `subscriber` and `publisher` tasks); `connections` and `rest` stand alone.
+//! `subscriber` and `publisher` tasks); `soak` runs that engine for a long time with churn, REST
+//! publishes and server sampling added; `connections` and `rest` stand alone.
 
 mod board;
 pub mod connections;
 pub mod fanout;
 mod publisher;
 pub mod rest;
+pub mod soak;
 mod subscriber;
 mod summary;
 
@@ -18,10 +20,29 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
     parse_vm_rss(&status).with_context(|| format!("no VmRSS line in {path}"))
 }
 
+/// Open file descriptors of process `pid` (entries of `/proc/PID/fd`).
+pub fn fd_count(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/fd");
+    let entries = std::fs::read_dir(&path).with_context(|| format!("cannot read {path}"))?;
+    Ok(entries.count() as u64)
+}
+
+/// Anonymous memory of process `pid` held in transparent huge pages, in KiB (`AnonHugePages` in
+/// `/proc/PID/smaps_rollup`); such memory is resident in 2 MiB steps.
+pub fn anon_huge_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/smaps_rollup");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_kib_field(&text, "AnonHugePages:").with_context(|| format!("no AnonHugePages in {path}"))
+}
+
 fn parse_vm_rss(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+    parse_kib_field(status, "VmRSS:")
+}
+
+/// The value of a `Name:   123 kB` line.
+fn parse_kib_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
@@ -35,5 +56,11 @@ mod tests {
         assert_eq!(parse_vm_rss(status), Some(12345));
         assert_eq!(parse_vm_rss("Name: x\n"), None);
         assert!(rss_kib(std::process::id()).unwrap() > 0);
+        assert!(fd_count(std::process::id()).unwrap() >= 3);
+        assert!(fd_count(u32::MAX).is_err());
+        let rollup = "Rss:      18432 kB\nAnonymous:  14336 kB\nAnonHugePages:  14336 kB\n";
+        assert_eq!(parse_kib_field(rollup, "AnonHugePages:"), Some(14336));
+        assert_eq!(parse_kib_field(rollup, "Shared_Hugetlb:"), None);
+        assert!(anon_huge_kib(std::process::id()).is_ok());
     }
 }

@@ -5,7 +5,7 @@
 use super::publisher::PublisherEnd;
 use super::subscriber::{Shared, SubscriberEnd};
 use crate::checker::Tally;
-use crate::cli::{FanoutArgs, ServerPolicy};
+use crate::cli::ServerPolicy;
 use crate::client::Closed;
 use crate::report::{self, Report};
 
@@ -36,7 +36,7 @@ impl Summary {
         shared: &Shared,
         pubs: &[PublisherEnd],
         subs: &[SubscriberEnd],
-        args: &FanoutArgs,
+        policy: ServerPolicy,
     ) -> Self {
         let layout = shared.layout;
         let per_topic = layout.publishers_per_topic();
@@ -67,7 +67,7 @@ impl Summary {
                 summary.first_publish_error = end.finished.first_error.clone();
             }
         }
-        let dropping = args.server_policy == ServerPolicy::DropOldest;
+        let dropping = policy == ServerPolicy::DropOldest;
         for end in subs {
             summary.foreign += end.foreign;
             let by_policy = matches!(end.closed, Some(Closed::Policy(_)));
@@ -96,7 +96,8 @@ impl Summary {
         summary
     }
 
-    pub fn fill(&self, report: &mut Report, args: &FanoutArgs) {
+    /// `strict`: disconnects and drops the server's policy explains fail the run too.
+    pub fn fill(&self, report: &mut Report, policy: ServerPolicy, strict: bool) {
         let t = &self.tally;
         report.set("lost", t.lost);
         report.set("duplicated", t.duplicated);
@@ -122,10 +123,10 @@ impl Summary {
                     .as_deref()
                     .map(|w| format!("; first: {w}"))
                     .unwrap_or_default(),
-                if args.strict { ", --strict" } else { "" }
+                if strict { ", --strict" } else { "" }
             ),
         );
-        if args.server_policy == ServerPolicy::DropOldest {
+        if policy == ServerPolicy::DropOldest {
             report.row(
                 "dropped by policy",
                 format!("{} (drop_oldest)", report::int(t.dropped_by_policy)),
@@ -171,7 +172,7 @@ impl Summary {
                 " (a publisher was closed as a slow consumer: its acks share the outbox, keep \
                  --max-unacked below the server's SUBSCRIBER_QUEUE_SIZE)"
             }
-            _ if args.server_policy == ServerPolicy::DropOldest && self.unconfirmed > 0 => {
+            _ if policy == ServerPolicy::DropOldest && self.unconfirmed > 0 => {
                 " (under drop_oldest the server may evict acks from a publisher's outbox)"
             }
             _ => "",
@@ -184,14 +185,14 @@ impl Summary {
             ),
         );
         report.check(
-            args.strict && self.policy_closed > 0,
+            strict && self.policy_closed > 0,
             format!(
                 "{} subscribers disconnected by policy (--strict)",
                 self.policy_closed
             ),
         );
         report.check(
-            args.strict && t.dropped_by_policy > 0,
+            strict && t.dropped_by_policy > 0,
             format!("{} dropped by policy (--strict)", t.dropped_by_policy),
         );
     }
