@@ -83,14 +83,14 @@ async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> H
             }
         },
         ["topics"] => match *req.method() {
-            Method::GET => rest::list_topics(&state),
+            Method::GET | Method::HEAD => rest::list_topics(&state),
             Method::POST => rest::create_topic(&state, req).await,
             _ => method_not_allowed(&[Method::GET, Method::POST]),
         },
         ["topics", name] => {
             let name = percent_decode(name);
             match *req.method() {
-                Method::GET => rest::get_topic(&state, &name),
+                Method::GET | Method::HEAD => rest::get_topic(&state, &name),
                 Method::DELETE => rest::delete_topic(&state, &name),
                 _ => method_not_allowed(&[Method::GET, Method::DELETE]),
             }
@@ -132,9 +132,13 @@ fn allow<B>(req: &Request<B>, methods: &[Method]) -> Option<HttpResponse> {
 }
 
 fn method_not_allowed(methods: &[Method]) -> HttpResponse {
+    // Every GET route answers HEAD too (`allow` above), so the header says so.
+    let head =
+        (methods.contains(&Method::GET) && !methods.contains(&Method::HEAD)).then_some("HEAD");
     let allow = methods
         .iter()
         .map(Method::as_str)
+        .chain(head)
         .chain(std::iter::once("OPTIONS"))
         .collect::<Vec<_>>()
         .join(", ");
