@@ -42,3 +42,36 @@ async fn head_is_answered_wherever_get_is() {
     let resp = http().post(server.url("/livez")).send().await.unwrap();
     assert_eq!(resp.headers()["allow"], "GET, HEAD, OPTIONS");
 }
+
+/// Regression: any `Sec-WebSocket-Key` was accepted, though RFC 6455 §4.1 requires the base64 of
+/// 16 bytes; schemathesis sent keys the document rules out and got 101.
+#[tokio::test]
+async fn a_malformed_websocket_key_is_refused() {
+    let server = TestServer::start().await;
+    let upgrade = |path: &str, key: &str| {
+        http()
+            .get(server.url(path))
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", key)
+            .send()
+    };
+    for path in ["/ws", "/ws/sub/key-topic"] {
+        for bad in [
+            "",
+            "abc",
+            "dGhlIHNhbXBsZSBub25jZQ=",
+            "dGhlIHNhbXBsZSBub25jZQ=x",
+            "dGhlIHNhbXBsZSBub25j!Q==",
+            "dGhlIHNhbXBsZSBub25jZQ===",
+        ] {
+            let resp = upgrade(path, bad).await.unwrap();
+            assert_eq!(resp.status(), 400, "{path} with key {bad:?}");
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "BAD_REQUEST", "{body}");
+        }
+        let resp = upgrade(path, "dGhlIHNhbXBsZSBub25jZQ==").await.unwrap();
+        assert_eq!(resp.status(), 101, "{path} with a valid key");
+    }
+}

@@ -29,6 +29,16 @@ fn header_has_token<B>(req: &Request<B>, name: header::HeaderName, token: &str) 
     })
 }
 
+/// RFC 6455 §4.1: the key is the base64 of 16 random bytes, so 22 base64 characters and `==`.
+fn is_valid_key(key: &HeaderValue) -> bool {
+    let bytes = key.as_bytes();
+    bytes.len() == 24
+        && bytes.ends_with(b"==")
+        && bytes[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
+}
+
 /// Answers an upgrade request on `/ws` or `/ws/sub/{topic}` (then `topic` is set).
 pub(super) fn upgrade(
     state: Arc<State>,
@@ -81,6 +91,11 @@ pub(super) fn upgrade(
             "this route expects a WebSocket upgrade (Sec-WebSocket-Key missing)",
         ));
     };
+    if !is_valid_key(&key) {
+        return error(&ApiError::bad_request(
+            "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455 §4.1)",
+        ));
+    }
     if !is_upgrade || !version_ok {
         return error(&ApiError::bad_request(
             "this route expects a WebSocket upgrade (Upgrade: websocket, version 13)",
