@@ -221,9 +221,11 @@ pub(super) async fn publish(state: &State, req: Request<Incoming>) -> HttpRespon
         let mut body = read_body(req, limit).await?.to_vec();
         let mut value = parse_object(&mut body)?;
         // The body is a publish frame without `type`; decoding it as one keeps both paths alike.
+        // A REST answer echoes no `request_id`, so any value is ignored rather than checked.
         if let Some(object) = value.as_object_mut() {
             object.insert("type".into(), BorrowedValue::from("publish"));
             object.remove("action");
+            object.remove("request_id");
         }
         let frame = protocol::decode(&value).map_err(|e| e.error)?;
         debug_assert_eq!(frame.kind, Kind::Publish);
