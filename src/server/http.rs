@@ -11,7 +11,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
-use super::{rest, upgrade, State};
+use super::{assets, rest, upgrade, State};
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::server::write_json_str;
 
@@ -59,6 +59,10 @@ async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> H
             })
         }
         _ => {}
+    }
+    // The API documents and the dashboard's files hold no data (PROTOCOL.md §4 lists what needs a key).
+    if let Some(asset) = assets::lookup(&path) {
+        return allow(&req, &[Method::GET, Method::HEAD]).unwrap_or_else(|| assets::serve(asset));
     }
     if let Some(expected) = &state.config.api_key {
         if !authorized(&req, expected) {

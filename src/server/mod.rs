@@ -2,9 +2,11 @@
 //!
 //! - [`run`]: the accept loop and graceful shutdown (PROTOCOL.md §7).
 //! - `http`: routing, auth and the REST routes (§2–§4).
+//! - `assets`: the embedded API documents and dashboard, served without a key.
 //! - `upgrade`: the WebSocket handshake on top of hyper's upgrade.
 //! - `session`: one WebSocket connection: a read loop and a writer task around its outbox.
 
+mod assets;
 mod http;
 mod rest;
 mod session;
