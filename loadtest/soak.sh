@@ -27,9 +27,12 @@
 # counts such stalls and names them next to an RSS failure. SOAK_NICE=-10 runs both at that
 # priority (negative values need root) so other work on the machine does not starve them.
 #
+# SOAK_STALL=AT:FOR reproduces such a stall on purpose: the load generator is stopped (SIGSTOP)
+# AT seconds into the run for FOR seconds, then continued (e.g. SOAK_STALL=35:1).
+#
 # Environment: SOAK_DURATION (60s), SOAK_NO_BUILD=1 (use the existing release binaries),
-# SOAK_THP=1 (see above), SOAK_NICE (unset: normal priority), SOAK_OUT (directory for herald.log
-# and the result; default a new one under /tmp).
+# SOAK_THP=1 (see above), SOAK_NICE (unset: normal priority), SOAK_STALL (unset: none),
+# SOAK_OUT (directory for herald.log and the result; default a new one under /tmp).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -112,7 +115,20 @@ say "herald $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') 
 say "started at $(date -u +%Y-%m-%dT%H:%M:%SZ); results in $OUT"
 status=0
 "${NICE[@]}" "$LOADGEN" soak --port "$PORT" --server-pid "$SERVER_PID" --duration "$DURATION" "$@" \
-    | tee "$OUT/result.txt" || status=${PIPESTATUS[0]}
+    > >(tee "$OUT/result.txt") &
+LOAD_PID=$!
+if [[ -n "${SOAK_STALL:-}" ]]; then
+    stall_at=${SOAK_STALL%%:*}
+    stall_for=${SOAK_STALL#*:}
+    (
+        sleep "$stall_at"
+        kill -STOP "$LOAD_PID" 2>/dev/null || exit 0
+        say "stalled herald-load (SIGSTOP) at ${stall_at}s for ${stall_for}s"
+        sleep "$stall_for"
+        kill -CONT "$LOAD_PID" 2>/dev/null || true
+    ) &
+fi
+wait "$LOAD_PID" || status=$?
 say "finished at $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
 stop_server

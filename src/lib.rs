@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod protocol;
 pub mod server;
+mod sync;
 
 pub use config::Config;
 pub use server::run;

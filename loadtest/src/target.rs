@@ -153,33 +153,33 @@ fn loopback_v4(host: &str, port: u16) -> Result<SocketAddrV4> {
     )
 }
 
-/// Raises this process's open-files limit to the hard limit (one descriptor per connection).
-pub fn raise_nofile_limit() -> libc::rlim_t {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass, which lives on our stack.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let wanted = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-                lim = wanted;
-            }
-        }
+/// Raises this process's open-files limit to the hard limit (one descriptor per connection) and
+/// returns the limit now in force, 0 when it cannot be read. Through the `rlimit` crate (herald
+/// uses it too), so herald-load needs no `unsafe` of its own.
+pub fn raise_nofile_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        // Raising failed: what is in force still bounds the connections.
+        Err(_) => rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft),
     }
-    lim.rlim_cur
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nofile_limit_is_raised_to_the_hard_limit() {
+        let limit = raise_nofile_limit();
+        let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+        assert_eq!(limit, soft);
+        // Linux caps the soft limit at nr_open even when the hard limit is higher.
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(u64::MAX);
+        assert_eq!(soft, hard.min(nr_open));
+    }
 
     #[test]
     fn urls_split() {

@@ -6,6 +6,8 @@
 //! publish reads it without a lock. A publish serializes its event frame once; the same buffer goes
 //! into the topic's replay ring and into every subscriber's outbox.
 
+#[cfg(all(test, herald_loom))]
+mod loom_tests;
 mod name;
 pub mod outbox;
 pub mod ring;

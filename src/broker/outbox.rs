@@ -6,14 +6,12 @@
 //! `SLOW_CONSUMER` and closes), `drop_oldest` evicts the oldest queued item and counts it.
 
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::Poll;
-
-use crossbeam_queue::ArrayQueue;
-use futures_util::task::AtomicWaker;
 
 use super::Frame;
 use crate::config::SlowConsumerPolicy;
+use crate::sync::{ArrayQueue, AtomicBool, AtomicU64, AtomicWaker};
 
 /// What a writer sends: one frame, or frames that must stay together and in order (a subscribe
 /// ack followed by its replay), which take a single queue slot so a replay cannot overflow it.

@@ -10,12 +10,11 @@
 //! recognised (its `seq` is newer than the one wanted) and the reader keeps only the contiguous
 //! newest run it saw. The result is always a gap-free run of `seq`s ending at the `head` read.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
-
 use super::StoredEvent;
+use crate::sync::{ArcSwapOption, AtomicU64};
 
 /// The last `capacity` events of a topic.
 #[derive(Debug)]

@@ -14,13 +14,11 @@
 use std::io::Write;
 use std::mem;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
-use parking_lot::Mutex;
 use simd_json::prelude::Writable;
 
 use super::outbox::{Outbox, Outgoing, Pushed};
@@ -29,6 +27,7 @@ use super::{ConnId, Frame, StoredEvent, TopicName};
 use crate::clock::{self, Timestamp};
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::server as frames;
+use crate::sync::{ArcSwap, AtomicBool, AtomicU64, Mutex};
 
 /// A connection subscribed to a topic: who it is and where its frames go.
 #[derive(Debug, Clone)]

@@ -17,6 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
 use super::http::{error, query_param, HttpResponse};
+use super::write_buf::WriteBuf;
 use super::{session, State};
 use crate::broker::TopicName;
 use crate::error::{ApiError, ErrorCode};
@@ -125,12 +126,13 @@ pub(super) fn upgrade(
     state.tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
+                let io = WriteBuf::new(
                     TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(task_state.ws_config),
-                )
-                .await;
+                    task_state.config.ws_write_buffer_size,
+                );
+                let ws =
+                    WebSocketStream::from_raw_socket(io, Role::Server, Some(task_state.ws_config))
+                        .await;
                 session::run(session, ws, peer, client_id).await;
             }
             Err(e) => debug!(%peer, error = %e, "websocket upgrade failed"),

@@ -41,7 +41,7 @@ pub async fn run(args: ConnectionsArgs) -> Result<Report> {
     let topics = TopicSet::new(args.topics);
     let progress = Progress::new(args.output.quiet);
     let limit = crate::target::raise_nofile_limit();
-    if limit > 0 && (args.connections as libc::rlim_t) + 64 > limit {
+    if limit > 0 && (args.connections as u64) + 64 > limit {
         progress.note(&format!(
             "open-files limit is {limit}; {} connections need more (ulimit -n)",
             args.connections
