@@ -1,6 +1,7 @@
 //! Every setting of PROTOCOL.md §6, as one `Config` built from flags and environment variables.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -13,6 +14,15 @@ pub enum SlowConsumerPolicy {
     Disconnect,
     /// Drop the oldest queued frame, count it, keep the connection.
     DropOldest,
+}
+
+/// The PEM files of native TLS (`TLS_CERT`, `TLS_KEY`): both or neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key of the leaf certificate.
+    pub key: PathBuf,
 }
 
 /// The broker's validated configuration. `Config::default()` is PROTOCOL.md's defaults.
@@ -56,6 +66,8 @@ pub struct Config {
     pub ws_read_buffer_size: usize,
     /// WebSocket write buffer, bytes.
     pub ws_write_buffer_size: usize,
+    /// Serve HTTPS and `wss://` with these files instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for Config {
@@ -80,6 +92,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             ws_read_buffer_size: 4 * 1024,
             ws_write_buffer_size: 16 * 1024,
+            tls: None,
         }
     }
 }
@@ -168,6 +181,12 @@ pub struct ServerArgs {
     /// WebSocket write buffer, bytes.
     #[arg(long, env = "WS_WRITE_BUFFER_SIZE", default_value_t = 16 * 1024)]
     pub ws_write_buffer_size: usize,
+    /// PEM certificate chain: serve HTTPS and wss:// on the same port (needs --tls-key).
+    #[arg(long, env = "TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate (needs --tls-cert).
+    #[arg(long, env = "TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -181,6 +200,16 @@ impl ServerArgs {
             .ring_buffer_size
             .or(self.max_messages_per_topic)
             .unwrap_or(100);
+        let nonempty = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+        let tls = match (nonempty(self.tls_cert), nonempty(self.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError(
+                    "TLS_CERT and TLS_KEY must be given together".into(),
+                ))
+            }
+        };
         let config = Config {
             addr,
             api_key: self.api_key.filter(|k| !k.is_empty()),
@@ -206,6 +235,7 @@ impl ServerArgs {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             ws_read_buffer_size: self.ws_read_buffer_size,
             ws_write_buffer_size: self.ws_write_buffer_size,
+            tls,
         };
         config.validate()?;
         Ok(config)

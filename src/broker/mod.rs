@@ -13,13 +13,14 @@ pub mod outbox;
 pub mod ring;
 mod topic;
 
-use std::ops::Range;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::ops::{AddAssign, Range};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use parking_lot::Mutex;
 
 pub use name::TopicName;
 pub use outbox::{Outbox, Outgoing, Pushed};
@@ -28,6 +29,7 @@ pub use topic::{Payload, Published, Replay, SubscribeAck, Subscriber, Topic};
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::{self, Histogram};
 
 /// A ready-to-send text frame. It is validated UTF-8 and cheap to clone (reference-counted
 /// `Bytes`), so one serialized event is shared by every subscriber and the ring.
@@ -83,6 +85,31 @@ pub struct TopicStats {
     pub dropped: u64,
 }
 
+/// What happened to published events, for `/metrics`: counted per topic, summed at scrape time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventCounts {
+    /// Messages published into topics.
+    pub published: u64,
+    /// Live events enqueued to subscribers (one per subscriber per message).
+    pub delivered: u64,
+    /// Events evicted from a full queue under `drop_oldest`.
+    pub dropped_oldest: u64,
+    /// Events not enqueued because the subscriber's queue had overflowed under `disconnect`.
+    pub dropped_slow_consumer: u64,
+    /// Events not enqueued because the subscriber's connection was closing.
+    pub dropped_closed: u64,
+}
+
+impl AddAssign for EventCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.published += other.published;
+        self.delivered += other.delivered;
+        self.dropped_oldest += other.dropped_oldest;
+        self.dropped_slow_consumer += other.dropped_slow_consumer;
+        self.dropped_closed += other.dropped_closed;
+    }
+}
+
 /// The topic registry and the settings the engine enforces.
 #[derive(Debug)]
 pub struct Broker {
@@ -104,8 +131,13 @@ pub struct Broker {
     max_publish_rate: u32,
     /// When the broker started, for `/health`.
     started: Instant,
-    /// Drops counted by topics that were deleted since, so the total never goes backwards.
-    retired_dropped: AtomicU64,
+    /// Counts of topics deleted since, so totals never go backwards. Held while a topic moves
+    /// from the map to here and while a scrape sums, so a scrape sees it in exactly one place.
+    retired: Mutex<EventCounts>,
+    /// Publish-to-enqueue latency (sharded, so publishers on different threads do not contend).
+    publish_latency: Histogram,
+    /// Whether the cluster backplane is usable; the in-memory broker always is.
+    backplane_up: AtomicBool,
 }
 
 impl Broker {
@@ -121,7 +153,9 @@ impl Broker {
             max_message_bytes: config.max_message_bytes,
             max_publish_rate: config.max_publish_rate,
             started: Instant::now(),
-            retired_dropped: AtomicU64::new(0),
+            retired: Mutex::new(EventCounts::default()),
+            publish_latency: metrics::publish_latency_histogram(),
+            backplane_up: AtomicBool::new(true),
         }
     }
 
@@ -197,6 +231,7 @@ impl Broker {
 
     /// Removes `name`: its subscribers get `topic_deleted` and are unsubscribed.
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
+        let mut retired = self.retired.lock();
         let Some((_, topic)) = self.topics.remove(name) else {
             return Err(ApiError::new(
                 ErrorCode::TopicNotFound,
@@ -204,9 +239,9 @@ impl Broker {
             ));
         };
         self.topic_count.fetch_sub(1, Ordering::AcqRel);
+        // After `close` no publish can change the topic's counts any more.
         topic.close();
-        self.retired_dropped
-            .fetch_add(topic.dropped(), Ordering::Relaxed);
+        *retired += topic.event_counts();
         Ok(())
     }
 
@@ -218,12 +253,14 @@ impl Broker {
         id: Option<&str>,
         payload: Payload<'_>,
     ) -> Result<Published, ApiError> {
+        let start = Instant::now();
         let mut frame = topic::EventBuilder::new(name, id, payload, self.max_message_bytes)?;
         // A topic deleted between lookup and publish is looked up once more: with auto-create the
         // message lands in the new topic, otherwise the caller hears TOPIC_NOT_FOUND.
         for _ in 0..2 {
             let topic = self.resolve(name)?;
             if let Some(published) = topic.publish(&mut frame)? {
+                self.publish_latency.observe_duration(start.elapsed());
                 return Ok(published);
             }
         }
@@ -256,8 +293,32 @@ impl Broker {
 
     /// Events dropped under `drop_oldest` since start, deleted topics included.
     pub fn dropped_total(&self) -> u64 {
-        let live: u64 = self.topics.iter().map(|e| e.value().dropped()).sum();
-        live + self.retired_dropped.load(Ordering::Relaxed)
+        self.event_counts().dropped_oldest
+    }
+
+    /// Event counts since start, deleted topics included.
+    pub fn event_counts(&self) -> EventCounts {
+        let retired = self.retired.lock();
+        let mut total = *retired;
+        for entry in self.topics.iter() {
+            total += entry.value().event_counts();
+        }
+        total
+    }
+
+    /// Publish-to-enqueue latency so far.
+    pub fn publish_latency(&self) -> metrics::HistogramSnapshot {
+        self.publish_latency.snapshot()
+    }
+
+    /// Records whether the cluster backplane is usable (`herald_backplane_up`).
+    pub fn set_backplane_up(&self, up: bool) {
+        self.backplane_up.store(up, Ordering::Relaxed);
+    }
+
+    /// Whether the cluster backplane is usable.
+    pub fn backplane_up(&self) -> bool {
+        self.backplane_up.load(Ordering::Relaxed)
     }
 
     /// Every topic with its counts, sorted by name.

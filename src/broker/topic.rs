@@ -23,7 +23,7 @@ use simd_json::prelude::Writable;
 
 use super::outbox::{Outbox, Outgoing, Pushed};
 use super::ring::Ring;
-use super::{ConnId, Frame, StoredEvent, TopicName};
+use super::{ConnId, EventCounts, Frame, StoredEvent, TopicName};
 use crate::clock::{self, Timestamp};
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::server as frames;
@@ -213,6 +213,29 @@ pub struct Topic {
     /// Events evicted from subscribers' outboxes under `drop_oldest` (PROTOCOL.md §1). Written
     /// only by the sequencer's holder, once per publish that dropped something.
     dropped: AtomicU64,
+    /// The rest of the topic's event counts, for `/metrics`.
+    tally: Tally,
+}
+
+/// A topic's event counts besides `dropped`. Only the sequencer's holder writes them, so a write
+/// is a plain load and store (no locked read-modify-write) and readers never block a publish.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Messages published.
+    published: AtomicU64,
+    /// Events enqueued to subscribers.
+    delivered: AtomicU64,
+    /// Events refused by an outbox that overflowed under `disconnect`.
+    rejected_overflow: AtomicU64,
+    /// Events refused by an outbox whose connection was closing.
+    rejected_closed: AtomicU64,
+}
+
+/// Adds `n` to a counter that only the sequencer's holder writes.
+fn bump(counter: &AtomicU64, n: u64) {
+    if n > 0 {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
 }
 
 impl Topic {
@@ -232,6 +255,7 @@ impl Topic {
             ring: Ring::new(ring_size),
             deleted: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            tally: Tally::default(),
         }
     }
 
@@ -263,6 +287,18 @@ impl Topic {
     /// Events dropped for slow subscribers under `drop_oldest`.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// What happened to this topic's events so far.
+    pub fn event_counts(&self) -> EventCounts {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        EventCounts {
+            published: load(&self.tally.published),
+            delivered: load(&self.tally.delivered),
+            dropped_oldest: load(&self.dropped),
+            dropped_slow_consumer: load(&self.tally.rejected_overflow),
+            dropped_closed: load(&self.tally.rejected_closed),
+        }
     }
 
     /// Whether the topic was deleted.
@@ -303,17 +339,29 @@ impl Topic {
             payload: event.payload.clone(),
             ts: event.ts.clone(),
         });
-        let mut dropped = 0;
+        let (mut delivered, mut dropped, mut overflowed, mut closed) = (0, 0, 0, 0);
         for subscriber in self.subscribers.load().iter() {
             // An overflowed outbox is closed by its own writer task; the publisher never waits.
-            let pushed = subscriber
+            match subscriber
                 .outbox
-                .push(Outgoing::Event(stored.frame.clone()));
-            dropped += u64::from(pushed == Pushed::DroppedOldest);
+                .push(Outgoing::Event(stored.frame.clone()))
+            {
+                Pushed::Queued => delivered += 1,
+                Pushed::DroppedOldest => {
+                    delivered += 1;
+                    dropped += 1;
+                }
+                Pushed::Rejected if subscriber.outbox.is_closed() => closed += 1,
+                Pushed::Rejected => overflowed += 1,
+            }
         }
         if dropped > 0 {
             self.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
+        bump(&self.tally.published, 1);
+        bump(&self.tally.delivered, delivered);
+        bump(&self.tally.rejected_overflow, overflowed);
+        bump(&self.tally.rejected_closed, closed);
         let id_json = stored.id_json().into();
         self.ring.push(stored);
         drop(sequencer);

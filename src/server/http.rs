@@ -10,6 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
+use tracing::debug;
 
 use super::{assets, rest, upgrade, State};
 use crate::error::{ApiError, ErrorCode};
@@ -24,7 +25,12 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<HttpResponse, Infallible> {
-    let mut response = route(state, req, peer).await;
+    let method = req.method().clone();
+    let template = route_template(req.uri().path());
+    let mut response = route(state.clone(), req, peer).await;
+    let status = response.status().as_u16();
+    state.metrics.http_request(template, &method, status);
+    debug!(%method, route = template, status, "request");
     // The API is meant to be called from browser dashboards on other origins; auth is by key,
     // never by cookie, so a wildcard origin exposes nothing.
     response.headers_mut().insert(
@@ -121,6 +127,34 @@ async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> H
             ErrorCode::NotFound,
             format!("no route for {path}"),
         )),
+    }
+}
+
+/// The route template of `path`, for metrics and logs: never the raw path, so the label set
+/// stays small whatever clients send, and no topic name or query string reaches a log line.
+/// Keep in step with [`route`]; unknown paths are `other`.
+pub(crate) fn route_template(path: &str) -> &'static str {
+    let mut segments = path.trim_start_matches('/').split('/');
+    let segments = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    );
+    match segments {
+        (Some("ws"), None, ..) => "/ws",
+        (Some("ws"), Some("sub"), Some(_), None) => "/ws/sub/{topic}",
+        (Some("topics"), None, ..) => "/topics",
+        (Some("topics"), Some(_), None, _) => "/topics/{name}",
+        (Some("topics"), Some(_), Some("history"), None) => "/topics/{name}/history",
+        (Some("publish"), None, ..) => "/publish",
+        (Some("pub"), Some(_), None, _) => "/pub/{topic}",
+        (Some("health"), None, ..) => "/health",
+        (Some("stats"), None, ..) => "/stats",
+        (Some("metrics"), None, ..) => "/metrics",
+        (Some("livez"), None, ..) => "/livez",
+        (Some("readyz"), None, ..) => "/readyz",
+        _ => "other",
     }
 }
 
@@ -250,6 +284,21 @@ pub(crate) fn error(err: &ApiError) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_templates_never_echo_the_path() {
+        assert_eq!(route_template("/topics/secret-name"), "/topics/{name}");
+        assert_eq!(
+            route_template("/topics/a/history"),
+            "/topics/{name}/history"
+        );
+        assert_eq!(route_template("/ws/sub/x"), "/ws/sub/{topic}");
+        assert_eq!(route_template("/ws"), "/ws");
+        assert_eq!(route_template("/pub/x"), "/pub/{topic}");
+        assert_eq!(route_template("/nope/1/2/3/4"), "other");
+        assert_eq!(route_template("/"), "other");
+        assert_eq!(route_template("/metrics/x"), "other");
+    }
 
     #[test]
     fn constant_time_eq_is_exact() {

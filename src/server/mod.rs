@@ -20,17 +20,22 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, field, info, info_span, warn, Instrument};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, ConnId};
 use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::tls;
 
 /// Extra bytes a WebSocket frame may carry beyond `MAX_MESSAGE_BYTES`, for the envelope around the
 /// payload (`type`, `topic`, ids). Bigger frames are refused by tungstenite with close 1009.
@@ -53,10 +58,14 @@ pub(crate) struct State {
     sessions: AtomicUsize,
     /// Connections closed because their outbox overflowed under `disconnect`.
     slow_consumer_disconnects: AtomicU64,
+    /// Request, frame and outbox metrics for `/metrics`.
+    metrics: Metrics,
+    /// Present when TLS is configured: every accepted connection handshakes first.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl State {
-    fn new(config: Config) -> Self {
+    fn new(config: Config, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let limit = config.max_message_bytes + FRAME_ENVELOPE_BYTES;
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.ws_read_buffer_size)
@@ -75,6 +84,8 @@ impl State {
             ws_config,
             sessions: AtomicUsize::new(0),
             slow_consumer_disconnects: AtomicU64::new(0),
+            metrics: Metrics::default(),
+            tls,
         }
     }
 
@@ -91,9 +102,16 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future) -
     config
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let state = Arc::new(State::new(config));
+    let tls = match &config.tls {
+        Some(files) => Some(
+            tls::server_config(files)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+        ),
+        None => None,
+    };
+    let state = Arc::new(State::new(config, tls));
     let local = listener.local_addr()?;
-    info!(addr = %local, "herald listening");
+    info!(addr = %local, tls = state.tls.is_some(), "herald listening");
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -134,34 +152,70 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
-/// Spawns the HTTP/1.1 connection task (upgrades included).
+/// Spawns the connection task: the TLS handshake when configured, then HTTP/1.1 (upgrades
+/// included).
 fn serve_connection(state: &Arc<State>, stream: TcpStream, peer: SocketAddr) {
     // Events are small and latency matters more than packet count; batching happens in the writer.
     let _ = stream.set_nodelay(true);
     let state = state.clone();
+    let conn = state.broker.next_conn_id();
+    // Every log line of the connection, its WebSocket session included, carries these fields;
+    // `route` and `client_id` are recorded when a WebSocket upgrade names them.
+    let span = info_span!(
+        "conn",
+        conn_id = conn.0,
+        %peer,
+        route = field::Empty,
+        client_id = field::Empty
+    );
     let tracker = state.tracker.clone();
-    tracker.spawn(async move {
-        let service_state = state.clone();
-        let service = service_fn(move |req| http::handle(service_state.clone(), req, peer));
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(state.config.header_read_timeout)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        let mut conn = std::pin::pin!(conn);
-        let result = tokio::select! {
-            result = conn.as_mut() => result,
-            _ = state.shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                match tokio::time::timeout(state.config.shutdown_timeout, conn).await {
-                    Ok(result) => result,
-                    Err(_) => Ok(()),
-                }
+    tracker.spawn(
+        async move {
+            let Some(tls) = state.tls.clone() else {
+                return serve_http(state, stream, peer, conn).await;
+            };
+            let accepted = tokio::select! {
+                accepted = tls::accept(tls, stream, state.config.header_read_timeout) => accepted,
+                _ = state.shutdown.cancelled() => return,
+            };
+            match accepted {
+                Ok(stream) => serve_http(state, stream, peer, conn).await,
+                Err(e) => debug!(error = %e, "connection refused"),
             }
-        };
-        if let Err(e) = result {
-            debug!(%peer, error = %e, "http connection ended with an error");
         }
+        .instrument(span),
+    );
+}
+
+/// Serves HTTP/1.1 on `io` until the client leaves or shutdown ends the connection.
+async fn serve_http<S>(state: Arc<State>, io: S, peer: SocketAddr, conn: ConnId)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service_state = state.clone();
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        // The connection's id, for the WebSocket session an upgrade may start.
+        req.extensions_mut().insert(conn);
+        http::handle(service_state.clone(), req, peer)
     });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_read_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = state.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(state.config.shutdown_timeout, conn).await {
+                Ok(result) => result,
+                Err(_) => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "http connection ended with an error");
+    }
 }

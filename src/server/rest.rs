@@ -18,6 +18,7 @@ use super::http::{error, json, query_param, HttpResponse};
 use super::{State, FRAME_ENVELOPE_BYTES};
 use crate::broker::{Payload, Published, TopicName};
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Readings;
 use crate::protocol::{self, Kind};
 
 /// Largest body of `POST /topics`; a topic name is at most 255 bytes.
@@ -313,63 +314,23 @@ pub(super) fn stats(state: &State) -> HttpResponse {
     )
 }
 
-/// `GET /metrics`: Prometheus text exposition of the gauges the broker keeps.
+/// `GET /metrics`: the OpenMetrics text exposition (names in `crate::metrics`).
 pub(super) fn metrics(state: &State) -> HttpResponse {
-    let (topics, subscribers) = subscriptions(state);
-    let published: u64 = topics.iter().map(|t| t.messages).sum();
-    let mut body = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            body,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
+    let (topics, subscriptions) = subscriptions(state);
+    let readings = Readings {
+        connections: state.session_count(),
+        topics: topics.len(),
+        subscriptions,
+        events: state.broker.event_counts(),
+        slow_consumer_disconnects: state.slow_consumer_disconnects.load(Ordering::Relaxed),
+        backplane_up: state.broker.backplane_up(),
+        publish_latency: state.broker.publish_latency(),
+        uptime_secs: state.broker.uptime_secs(),
     };
-    metric(
-        "herald_connections",
-        "gauge",
-        "Open WebSocket connections.",
-        state.session_count() as u64,
-    );
-    metric(
-        "herald_topics",
-        "gauge",
-        "Topics that exist.",
-        topics.len() as u64,
-    );
-    metric(
-        "herald_subscriptions",
-        "gauge",
-        "Current subscriptions.",
-        subscribers as u64,
-    );
-    metric(
-        "herald_messages_published",
-        "gauge",
-        "Messages published to the topics that exist now.",
-        published,
-    );
-    metric(
-        "herald_events_dropped_total",
-        "counter",
-        "Events dropped for slow subscribers under SLOW_CONSUMER_POLICY=drop_oldest.",
-        state.broker.dropped_total(),
-    );
-    metric(
-        "herald_slow_consumer_disconnects_total",
-        "counter",
-        "Connections closed with SLOW_CONSUMER under SLOW_CONSUMER_POLICY=disconnect.",
-        state.slow_consumer_disconnects.load(Ordering::Relaxed),
-    );
-    metric(
-        "herald_uptime_seconds",
-        "counter",
-        "Seconds since start.",
-        state.broker.uptime_secs(),
-    );
-    let mut response = json(StatusCode::OK, body);
+    let mut response = json(StatusCode::OK, state.metrics.render(readings));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     response
 }

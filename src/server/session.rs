@@ -6,7 +6,6 @@
 //! waits for this socket. The writer feeds every queued frame and flushes once per batch.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,13 +20,14 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, field, info_span, Instrument, Span};
+use tracing::{debug, Instrument, Span};
 
 use super::State;
 use crate::broker::{
-    Outbox, Outgoing, Payload, Replay, SubscribeAck, Subscriber, Topic, TopicName,
+    ConnId, Outbox, Outgoing, Payload, Replay, SubscribeAck, Subscriber, Topic, TopicName,
 };
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::FrameIn;
 use crate::protocol::{self, server as frames, ClientFrame, Kind, RequestId};
 
 /// Most outbox items written before one flush; bounds how long a batch holds the socket.
@@ -89,22 +89,14 @@ impl ControlBudget {
 
 /// Serves one upgraded WebSocket until it closes. `session` was created before the upgrade
 /// answer was sent, so a `/ws/sub/{topic}` socket is subscribed before the client can see it open.
-pub(super) async fn run<S>(
-    mut session: Session,
-    ws: WebSocketStream<S>,
-    peer: SocketAddr,
-    client_id: Option<String>,
-) where
+/// Runs inside the connection's span, which names the connection, peer and route.
+pub(super) async fn run<S>(mut session: Session, ws: WebSocketStream<S>)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let state = session.state.clone();
-    let span =
-        info_span!("conn", conn_id = session.subscriber.conn.0, %peer, client_id = field::Empty);
-    if let Some(id) = &client_id {
-        span.record("client_id", id.as_str());
-    }
     state.sessions.fetch_add(1, Ordering::Relaxed);
-    serve(&mut session, ws).instrument(span).await;
+    serve(&mut session, ws).await;
     state.sessions.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -121,6 +113,7 @@ where
     let writer = state.tracker.spawn(
         Writer {
             sink,
+            state: state.clone(),
             outbox: outbox.clone(),
             shutdown: state.shutdown.clone(),
             heartbeat: state.config.heartbeat_interval,
@@ -200,16 +193,13 @@ impl Drop for Session {
 
 impl Session {
     /// A new connection's state with an empty outbox.
-    pub(super) fn new(state: Arc<State>) -> Self {
+    pub(super) fn new(state: Arc<State>, conn: ConnId) -> Self {
         let outbox = Arc::new(Outbox::new(
             state.config.subscriber_queue_size,
             state.config.slow_consumer_policy,
         ));
         Self {
-            subscriber: Subscriber {
-                conn: state.broker.next_conn_id(),
-                outbox,
-            },
+            subscriber: Subscriber { conn, outbox },
             subscriptions: HashMap::new(),
             state,
         }
@@ -279,13 +269,20 @@ impl Session {
                 Message::Text(text) => self.on_frame(text.as_bytes(), &mut scratch, &mut buffers),
                 Message::Binary(data) => match std::str::from_utf8(&data) {
                     Ok(_) => self.on_frame(&data, &mut scratch, &mut buffers),
-                    Err(_) => self.reply_error(
-                        None,
-                        &ApiError::bad_request("binary frame is not UTF-8 JSON"),
-                    ),
+                    Err(_) => {
+                        self.state.metrics.frame_in(FrameIn::Invalid);
+                        self.reply_error(
+                            None,
+                            &ApiError::bad_request("binary frame is not UTF-8 JSON"),
+                        )
+                    }
                 },
-                Message::Close(_) => return ReadEnd::PeerClosed,
+                Message::Close(_) => {
+                    self.state.metrics.frame_in(FrameIn::Control);
+                    return ReadEnd::PeerClosed;
+                }
                 Message::Ping(_) | Message::Pong(_) => {
+                    self.state.metrics.frame_in(FrameIn::Control);
                     // tungstenite answers every Ping with a Pong, so a ping flood would make the
                     // server write as fast as the client sends; past the limit the client goes.
                     if !control.allow(Instant::now()) {
@@ -310,15 +307,24 @@ impl Session {
     fn on_frame(&mut self, bytes: &[u8], scratch: &mut Vec<u8>, buffers: &mut simd_json::Buffers) {
         scratch.clear();
         scratch.extend_from_slice(bytes);
+        let metrics = &self.state.metrics;
         let value = match simd_json::to_borrowed_value_with_buffers(scratch, buffers) {
             Ok(value) => value,
             Err(e) => {
-                return self.reply_error(None, &ApiError::bad_request(format!("invalid JSON: {e}")))
+                metrics.frame_in(FrameIn::Invalid);
+                return self
+                    .reply_error(None, &ApiError::bad_request(format!("invalid JSON: {e}")));
             }
         };
         match protocol::decode(&value) {
-            Ok(frame) => self.dispatch(frame),
-            Err(e) => self.reply_error(e.request_id.as_ref(), &e.error),
+            Ok(frame) => {
+                metrics.frame_in(frame.kind.into());
+                self.dispatch(frame)
+            }
+            Err(e) => {
+                metrics.frame_in(FrameIn::Invalid);
+                self.reply_error(e.request_id.as_ref(), &e.error)
+            }
         }
     }
 
@@ -407,6 +413,8 @@ enum Interrupt {
 /// The writing half: owns the sink, drains the outbox.
 struct Writer<S> {
     sink: SplitSink<WebSocketStream<S>, Message>,
+    /// For the outbox depth metric.
+    state: Arc<State>,
     outbox: Arc<Outbox>,
     shutdown: CancellationToken,
     heartbeat: Duration,
@@ -436,6 +444,9 @@ where
             };
             if self.outbox.overflowed() {
                 return self.slow_consumer().await;
+            }
+            if !heartbeat {
+                self.state.metrics.outbox_depth(self.outbox.len());
             }
             let outbox = self.outbox.clone();
             let interrupt = tokio::select! {

@@ -14,12 +14,12 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
-use tracing::debug;
+use tracing::{debug, Instrument, Span};
 
 use super::http::{error, query_param, HttpResponse};
 use super::write_buf::WriteBuf;
 use super::{session, State};
-use crate::broker::TopicName;
+use crate::broker::{ConnId, TopicName};
 use crate::error::{ApiError, ErrorCode};
 
 fn header_has_token<B>(req: &Request<B>, name: header::HeaderName, token: &str) -> bool {
@@ -117,27 +117,51 @@ pub(super) fn upgrade(
     }
     let client_id = query_param(req.uri().query(), "id")
         .or_else(|| query_param(req.uri().query(), "client_id"));
-    let mut session = session::Session::new(state.clone());
+    // The connection's span (see `serve_connection`) follows the session into its own task.
+    let span = Span::current();
+    span.record(
+        "route",
+        if topic.is_some() {
+            "/ws/sub/{topic}"
+        } else {
+            "/ws"
+        },
+    );
+    if let Some(id) = &client_id {
+        span.record("client_id", id.as_str());
+    }
+    let conn = req
+        .extensions()
+        .get::<ConnId>()
+        .copied()
+        .unwrap_or_else(|| state.broker.next_conn_id());
+    let mut session = session::Session::new(state.clone(), conn);
     if let Some(topic) = topic {
         session.subscribe_on_open(topic);
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = state.clone();
-    state.tracker.spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let io = WriteBuf::new(
-                    TokioIo::new(upgraded),
-                    task_state.config.ws_write_buffer_size,
-                );
-                let ws =
-                    WebSocketStream::from_raw_socket(io, Role::Server, Some(task_state.ws_config))
-                        .await;
-                session::run(session, ws, peer, client_id).await;
+    state.tracker.spawn(
+        async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let io = WriteBuf::new(
+                        TokioIo::new(upgraded),
+                        task_state.config.ws_write_buffer_size,
+                    );
+                    let ws = WebSocketStream::from_raw_socket(
+                        io,
+                        Role::Server,
+                        Some(task_state.ws_config),
+                    )
+                    .await;
+                    session::run(session, ws).await;
+                }
+                Err(e) => debug!(%peer, error = %e, "websocket upgrade failed"),
             }
-            Err(e) => debug!(%peer, error = %e, "websocket upgrade failed"),
         }
-    });
+        .instrument(span),
+    );
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
