@@ -11,12 +11,14 @@
 //!   replay ring), outboxes.
 //! - [`protocol`]: client frames in (simd-json), server frames out; pure functions.
 //! - [`server`]: the accept loop, REST routes, WebSocket sessions, graceful shutdown.
+//! - [`cluster`]: the backplane: single node in memory, or a cluster over NATS JetStream.
 //! - [`clock`]: the cached RFC 3339 timestamp every frame carries.
 //! - [`cli`]: the binary's client commands: `herald sub`, `herald pub`, `herald probe`.
 
 pub mod broker;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod protocol;

@@ -55,6 +55,9 @@ enum ReadEnd {
     WriterGone,
     /// More control frames per second than `MAX_CONTROL_FRAMES_PER_SEC`.
     ControlFlood,
+    /// The lame-duck drain reached this connection's group: close with 1012 so the client
+    /// reconnects (through the load balancer, to another node).
+    Restart,
 }
 
 /// Counts a connection's control frames in one-second windows.
@@ -140,6 +143,10 @@ where
             CloseCode::Policy,
             "too many control frames (MAX_CONTROL_FRAMES_PER_SEC)",
         )),
+        ReadEnd::Restart => Some(close_frame(
+            CloseCode::Restart,
+            "node restarting; reconnect",
+        )),
         _ => None,
     };
     let linger = matches!(
@@ -149,6 +156,7 @@ where
             | ReadEnd::Shutdown
             | ReadEnd::WriterGone
             | ReadEnd::ControlFlood
+            | ReadEnd::Restart
     );
     let _ = close_tx.send(close);
     let _ = writer.await;
@@ -189,6 +197,8 @@ pub(super) struct Session {
     subscriber: Subscriber,
     /// Topics this connection is subscribed to, to unsubscribe on exit and enforce the cap.
     subscriptions: HashMap<TopicName, Arc<Topic>>,
+    /// The drain group this connection is closed with (lame-duck drain).
+    drain: CancellationToken,
 }
 
 impl Drop for Session {
@@ -205,20 +215,20 @@ impl Session {
             state.config.subscriber_queue_size,
             state.config.slow_consumer_policy,
         ));
+        let conn = state.broker.next_conn_id();
+        let group = (conn.0 % state.drain_batches.len() as u64) as usize;
         Self {
-            subscriber: Subscriber {
-                conn: state.broker.next_conn_id(),
-                outbox,
-            },
+            subscriber: Subscriber { conn, outbox },
             subscriptions: HashMap::new(),
+            drain: state.drain_batches[group].clone(),
             state,
         }
     }
 
     /// Seed (a): subscribes before the socket opens, without an ack. A failure (say the topic
     /// cap) is queued as an error frame, the first thing the client reads.
-    pub(super) fn subscribe_on_open(&mut self, topic: TopicName) {
-        self.subscribe(topic, None, Replay::None, false);
+    pub(super) async fn subscribe_on_open(&mut self, topic: TopicName) {
+        self.subscribe(topic, None, Replay::None, false).await;
     }
 
     async fn read_loop<S>(
@@ -246,6 +256,7 @@ impl Session {
                     biased;
                     _ = self.state.shutdown.cancelled() => return ReadEnd::Shutdown,
                     _ = writer_done.cancelled() => return ReadEnd::WriterGone,
+                    _ = self.drain.cancelled() => return ReadEnd::Restart,
                     _ = outbox.below(high_water) => {}
                     // A client that sends but never reads must not hold the connection forever.
                     _ = tokio::time::sleep(idle) => return ReadEnd::Idle,
@@ -257,6 +268,7 @@ impl Session {
                 biased;
                 _ = self.state.shutdown.cancelled() => return ReadEnd::Shutdown,
                 _ = writer_done.cancelled() => return ReadEnd::WriterGone,
+                _ = self.drain.cancelled() => return ReadEnd::Restart,
                 next = tokio::time::timeout_at(deadline, stream.next()) => next,
             };
             let message = match next {
@@ -276,9 +288,12 @@ impl Session {
             // Any frame, a Pong included, proves the peer is alive.
             deadline = Instant::now() + idle;
             match message {
-                Message::Text(text) => self.on_frame(text.as_bytes(), &mut scratch, &mut buffers),
+                Message::Text(text) => {
+                    self.on_frame(text.as_bytes(), &mut scratch, &mut buffers)
+                        .await
+                }
                 Message::Binary(data) => match std::str::from_utf8(&data) {
-                    Ok(_) => self.on_frame(&data, &mut scratch, &mut buffers),
+                    Ok(_) => self.on_frame(&data, &mut scratch, &mut buffers).await,
                     Err(_) => self.reply_error(
                         None,
                         &ApiError::bad_request("binary frame is not UTF-8 JSON"),
@@ -307,7 +322,12 @@ impl Session {
 
     /// Parses one client frame and serves it; every outcome queues exactly one reply (a subscribe
     /// ack may be followed by its replay).
-    fn on_frame(&mut self, bytes: &[u8], scratch: &mut Vec<u8>, buffers: &mut simd_json::Buffers) {
+    async fn on_frame(
+        &mut self,
+        bytes: &[u8],
+        scratch: &mut Vec<u8>,
+        buffers: &mut simd_json::Buffers,
+    ) {
         scratch.clear();
         scratch.extend_from_slice(bytes);
         let value = match simd_json::to_borrowed_value_with_buffers(scratch, buffers) {
@@ -317,17 +337,18 @@ impl Session {
             }
         };
         match protocol::decode(&value) {
-            Ok(frame) => self.dispatch(frame),
+            Ok(frame) => self.dispatch(frame).await,
             Err(e) => self.reply_error(e.request_id.as_ref(), &e.error),
         }
     }
 
-    fn dispatch(&mut self, frame: ClientFrame<'_>) {
+    async fn dispatch(&mut self, frame: ClientFrame<'_>) {
         let rid = frame.request_id.as_ref();
         match (frame.kind, frame.topic) {
             (Kind::Ping, _) => self.push(frames::pong(rid)),
             (Kind::Subscribe, Some(topic)) => {
                 self.subscribe(topic, frame.request_id.as_ref(), frame.replay, true)
+                    .await
             }
             (Kind::Unsubscribe, Some(topic)) => {
                 if let Some(t) = self.subscriptions.remove(&topic) {
@@ -340,20 +361,32 @@ impl Session {
                     return self
                         .reply_error(rid, &ApiError::bad_request("publish needs a payload"));
                 };
-                match self
+                let published = self
                     .state
-                    .broker
-                    .publish(&topic, frame.message_id, Payload::Value(payload))
-                {
+                    .backplane
+                    .publish(
+                        &self.state.broker,
+                        &topic,
+                        frame.message_id,
+                        Payload::Value(payload),
+                    )
+                    .await;
+                match published {
                     Ok(published) => self.push(frames::publish_ack(rid, &topic, &published)),
-                    Err(e) => self.reply_error(rid, &e),
+                    Err(e) => self.reply_error(rid, &backplane_error(e)),
                 }
             }
             (_, None) => self.reply_error(rid, &ApiError::bad_request("missing field `topic`")),
         }
     }
 
-    fn subscribe(&mut self, topic: TopicName, rid: Option<&RequestId>, replay: Replay, ack: bool) {
+    async fn subscribe(
+        &mut self,
+        topic: TopicName,
+        rid: Option<&RequestId>,
+        replay: Replay,
+        ack: bool,
+    ) {
         if !self.subscriptions.contains_key(&topic) {
             let cap = self.state.config.max_subscriptions_per_connection;
             if self.subscriptions.len() >= cap {
@@ -369,6 +402,14 @@ impl Session {
                     ),
                 );
             }
+        }
+        if let Err(e) = self
+            .state
+            .backplane
+            .ensure(&self.state.broker, &topic)
+            .await
+        {
+            return self.reply_error(rid, &backplane_error(e));
         }
         let build_ack = |a: &SubscribeAck| frames::subscribe_ack(rid, &topic, a);
         let ack_fn: Option<&dyn Fn(&SubscribeAck) -> crate::broker::Frame> =
@@ -389,6 +430,15 @@ impl Session {
         for (_, topic) in self.subscriptions.drain() {
             topic.unsubscribe(self.subscriber.conn);
         }
+    }
+}
+
+/// PROTOCOL.md §1: a failed backplane call is `INTERNAL` on a WebSocket (REST says 503).
+fn backplane_error(e: ApiError) -> ApiError {
+    if e.code == ErrorCode::Unavailable {
+        ApiError::new(ErrorCode::Internal, e.message)
+    } else {
+        e
     }
 }
 
