@@ -194,6 +194,11 @@ async fn drain_sessions(state: &State) {
         tokio::time::sleep_until(start + step * (i as u32 + 1)).await;
         batch.cancel();
     }
+    // Let the last group send its 1012 before shutdown would close it with 1001.
+    let grace = tokio::time::Instant::now() + Duration::from_secs(1);
+    while state.session_count() > 0 && tokio::time::Instant::now() < grace {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Errors that concern one connection only and need no back-off.
