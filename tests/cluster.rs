@@ -693,3 +693,146 @@ async fn sigterm_drains_clients_with_1012_over_time() {
     let mut ws = WsClient::connect(&cluster.nodes[1].ws()).await;
     subscribe(&mut ws, json!({"type": "subscribe", "topic": "d"})).await;
 }
+
+/// One subscriber through nginx that resumes with `since_seq` + `epoch` whenever its connection
+/// ends, until it has seen `final_seq`; returns every `seq` it received.
+async fn resuming_subscriber(
+    url: String,
+    topic: &'static str,
+    mut final_seq: tokio::sync::watch::Receiver<u64>,
+) -> Vec<u64> {
+    let mut seen: Vec<u64> = Vec::new();
+    let mut epoch: Option<String> = None;
+    loop {
+        // Reconnect attempts while every node behind nginx is briefly unavailable.
+        let mut ws = loop {
+            match WsClient::try_connect(&url).await {
+                Ok(ws) => break ws,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        // The first subscribe replays from the start too, so publishes that beat it count.
+        let mut frame = json!({"type": "subscribe", "topic": topic, "since_seq": 0});
+        if let (Some(last), Some(e)) = (seen.last(), &epoch) {
+            frame["since_seq"] = json!(last);
+            frame["epoch"] = json!(e);
+        }
+        ws.send_json(frame.clone()).await;
+        loop {
+            let done = |seen: &[u64], target: u64| target > 0 && seen.last() >= Some(&target);
+            let message = tokio::select! {
+                m = ws.recv_message() => m,
+                _ = final_seq.changed() => {
+                    if done(&seen, *final_seq.borrow()) {
+                        return seen;
+                    }
+                    continue;
+                }
+            };
+            let Some(tokio_tungstenite::tungstenite::Message::Text(text)) = message else {
+                match message {
+                    None | Some(tokio_tungstenite::tungstenite::Message::Close(_)) => break,
+                    _ => continue,
+                }
+            };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            match v["type"].as_str() {
+                Some("ack") => {
+                    if frame.get("since_seq").is_some() {
+                        assert_eq!(v["recovered"], true, "resume lost messages: {v}");
+                    }
+                    epoch = v["epoch"].as_str().map(str::to_string);
+                }
+                Some("event") => seen.push(v["seq"].as_u64().unwrap()),
+                Some("error") => break,
+                _ => {}
+            }
+            if done(&seen, *final_seq.borrow()) {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_under_load_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start(
+        3,
+        &[("DRAIN_DURATION_SECS", "1"), ("RING_BUFFER_SIZE", "2000")],
+    )
+    .await;
+    cluster.start_nginx(false).await;
+    let created = http()
+        .post(cluster.lb_url("/topics"))
+        .json(&json!({"name": "roll"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let (final_tx, final_rx) = tokio::sync::watch::channel(0u64);
+    let subscribers: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::spawn(resuming_subscriber(
+                cluster.lb_ws(),
+                "roll",
+                final_rx.clone(),
+            ))
+        })
+        .collect();
+
+    // A steady publisher through nginx; failed publishes (a node going away) are not acked.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let publisher = {
+        let (url, stop) = (cluster.lb_url("/publish"), stop.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut k = 0u64;
+            while !stop.is_cancelled() {
+                k += 1;
+                let sent = http()
+                    .post(&url)
+                    .json(&json!({"topic": "roll", "data": k}))
+                    .send()
+                    .await;
+                if let Ok(r) = sent {
+                    if r.status() == 200 {
+                        let body: Value = r.json().await.unwrap();
+                        acked.push(body["seq"].as_u64().unwrap());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            acked
+        })
+    };
+
+    let bin_restarts = cluster.nodes.len();
+    for i in 0..bin_restarts {
+        cluster.nodes[i].proc.terminate();
+        assert_eq!(cluster.nodes[i].proc.wait_exit(SETTLE).await, Some(0));
+        let port = cluster.nodes[i].port;
+        cluster.nodes[i].proc = cluster.spawn_node(port, i);
+        cluster.wait_ready(i).await;
+    }
+    stop.cancel();
+    let acked = publisher.await.unwrap();
+    assert!(
+        acked.len() > 50,
+        "the publisher made progress: {}",
+        acked.len()
+    );
+    final_tx.send(*acked.iter().max().unwrap()).unwrap();
+    for s in subscribers {
+        let seen = s.await.unwrap();
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "duplicate or out of order"
+        );
+        let seen: HashSet<u64> = seen.into_iter().collect();
+        let missing: Vec<_> = acked.iter().filter(|s| !seen.contains(s)).collect();
+        assert!(
+            missing.is_empty(),
+            "acknowledged but never delivered: {missing:?}"
+        );
+    }
+}

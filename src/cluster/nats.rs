@@ -308,7 +308,9 @@ impl NatsBackplane {
     ) -> Result<(), String> {
         let from = self.registry_revision.load(Ordering::Acquire);
         let mut watch = if from == 0 {
-            parts.kv.watch_all().await
+            // Every key's latest entry (deletions included), then updates; `watch_all` would
+            // deliver updates only.
+            parts.kv.watch_with_history(">").await
         } else {
             parts.kv.watch_all_from_revision(from + 1).await
         }
@@ -316,6 +318,12 @@ impl NatsBackplane {
         // An empty (or already followed) bucket delivers nothing to say "current", so ask.
         let status = parts.kv.status().await.map_err(|e| e.to_string())?;
         let last = status.info.state.last_sequence;
+        debug!(
+            from,
+            last,
+            values = status.values(),
+            "registry watch started"
+        );
         if last <= from || status.values() == 0 {
             self.link.registry_current.store(true, Ordering::Release);
         }
