@@ -68,6 +68,34 @@ pub struct Config {
     pub ws_write_buffer_size: usize,
     /// Serve HTTPS and `wss://` with these files instead of plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// NATS server(s) of the cluster backplane (comma-separated URLs); unset runs a single node.
+    pub nats_url: Option<String>,
+    /// This node's name in cluster reports; unique per process.
+    pub node_id: String,
+    /// Lame-duck drain on SIGTERM: clients are closed with 1012 in batches over this long before
+    /// the normal shutdown; zero skips it.
+    pub drain_duration: Duration,
+}
+
+/// `DRAIN_DURATION_SECS` when unset in cluster mode: long enough to spread reconnects of many
+/// clients, short enough for a default 30 s termination grace period.
+pub const DEFAULT_CLUSTER_DRAIN_SECS: u64 = 5;
+
+/// A node id unique to this process: host name (when known), process id and a random suffix.
+fn default_node_id() -> String {
+    let host: String = std::env::var("HOSTNAME")
+        .unwrap_or_else(|_| "herald".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    format!("{host}-{}-{suffix}", std::process::id())
 }
 
 impl Default for Config {
@@ -93,6 +121,9 @@ impl Default for Config {
             ws_read_buffer_size: 4 * 1024,
             ws_write_buffer_size: 16 * 1024,
             tls: None,
+            nats_url: None,
+            node_id: default_node_id(),
+            drain_duration: Duration::ZERO,
         }
     }
 }
@@ -187,6 +218,15 @@ pub struct ServerArgs {
     /// PEM private key of the certificate (needs --tls-cert).
     #[arg(long, env = "TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// NATS URL(s), comma-separated, e.g. `nats://127.0.0.1:4222`: enables cluster mode.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// This node's id in cluster reports (default: host name, pid and a random suffix).
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+    /// Seconds to spread closing clients (1012) over on SIGTERM; default 5 in cluster mode, 0 else.
+    #[arg(long, env = "DRAIN_DURATION_SECS")]
+    pub drain_duration_secs: Option<u64>,
 }
 
 impl ServerArgs {
@@ -236,6 +276,18 @@ impl ServerArgs {
             ws_read_buffer_size: self.ws_read_buffer_size,
             ws_write_buffer_size: self.ws_write_buffer_size,
             tls,
+            drain_duration: Duration::from_secs(self.drain_duration_secs.unwrap_or(
+                if self.nats_url.is_some() {
+                    DEFAULT_CLUSTER_DRAIN_SECS
+                } else {
+                    0
+                },
+            )),
+            nats_url: self.nats_url.filter(|u| !u.trim().is_empty()),
+            node_id: self
+                .node_id
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(default_node_id),
         };
         config.validate()?;
         Ok(config)
@@ -284,6 +336,16 @@ impl Config {
         if self.heartbeat_interval.is_zero() || self.idle_timeout.is_zero() {
             return Err(ConfigError(
                 "HEARTBEAT_INTERVAL_SECS and IDLE_TIMEOUT_SECS must be at least 1".into(),
+            ));
+        }
+        if !self
+            .node_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+            || self.node_id.is_empty()
+        {
+            return Err(ConfigError(
+                "NODE_ID may only contain A-Z a-z 0-9 _ -".into(),
             ));
         }
         if self.header_read_timeout.is_zero() {

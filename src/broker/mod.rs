@@ -6,6 +6,7 @@
 //! publish reads it without a lock. A publish serializes its event frame once; the same buffer goes
 //! into the topic's replay ring and into every subscriber's outbox.
 
+mod history;
 #[cfg(all(test, herald_loom))]
 mod loom_tests;
 mod name;
@@ -25,7 +26,8 @@ use parking_lot::Mutex;
 pub use name::TopicName;
 pub use outbox::{Outbox, Outgoing, Pushed};
 pub use ring::Ring;
-pub use topic::{Payload, Published, Replay, SubscribeAck, Subscriber, Topic};
+pub(crate) use topic::EventBuilder;
+pub use topic::{new_epoch, Identity, Payload, Published, Replay, SubscribeAck, Subscriber, Topic};
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
@@ -121,7 +123,8 @@ pub struct Broker {
     next_conn: AtomicU64,
     /// Replay ring size for new topics.
     ring_size: usize,
-    /// Whether subscribe/publish create a missing topic.
+    /// Whether subscribe/publish create a missing topic here. Off in cluster mode, where topics
+    /// are created in the shared registry and then [`Broker::install`]ed on every node.
     auto_create: bool,
     /// Upper bound on `topic_count`.
     max_topics: usize,
@@ -148,7 +151,7 @@ impl Broker {
             topic_count: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),
             ring_size: config.ring_buffer_size,
-            auto_create: config.auto_create_topics,
+            auto_create: config.auto_create_topics && config.nats_url.is_none(),
             max_topics: config.max_topics,
             max_message_bytes: config.max_message_bytes,
             max_publish_rate: config.max_publish_rate,
@@ -227,6 +230,71 @@ impl Broker {
                 Ok((topic, true))
             }
         }
+    }
+
+    /// Cluster mode: makes `identity` the live topic called `name`. A topic of another generation
+    /// is replaced, and its subscribers get `topic_deleted`; the same generation is kept as is.
+    pub fn install(&self, name: &TopicName, identity: Identity) -> Arc<Topic> {
+        let fresh = || {
+            Arc::new(Topic::with_identity(
+                name.clone(),
+                self.ring_size,
+                self.max_publish_rate,
+                identity.clone(),
+            ))
+        };
+        match self.topics.entry(name.clone()) {
+            Entry::Occupied(mut e) => {
+                if e.get().generation() == identity.generation {
+                    return e.get().clone();
+                }
+                let topic = fresh();
+                let mut retired = self.retired.lock();
+                let old = e.insert(topic.clone());
+                old.close();
+                *retired += old.event_counts();
+                topic
+            }
+            Entry::Vacant(e) => {
+                // The shared registry already decided the topic exists: no MAX_TOPICS refusal.
+                self.topic_count.fetch_add(1, Ordering::AcqRel);
+                let topic = fresh();
+                e.insert(topic.clone());
+                topic
+            }
+        }
+    }
+
+    /// Cluster mode: removes `name` if its local life is older than `generation` (a deletion
+    /// recorded at that registry revision). Returns whether a topic was removed.
+    pub fn retire(&self, name: &str, generation: u64) -> bool {
+        let Some((_, topic)) = self
+            .topics
+            .remove_if(name, |_, t| t.generation() < generation)
+        else {
+            return false;
+        };
+        self.topic_count.fetch_sub(1, Ordering::AcqRel);
+        let mut retired = self.retired.lock();
+        topic.close();
+        *retired += topic.event_counts();
+        true
+    }
+
+    /// Whether another topic may be created (`MAX_TOPICS`); `LIMIT_EXCEEDED` when not.
+    pub fn check_topic_limit(&self) -> Result<(), ApiError> {
+        if self.topic_count() >= self.max_topics {
+            return Err(ApiError::new(
+                ErrorCode::LimitExceeded,
+                format!("MAX_TOPICS ({}) reached", self.max_topics),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Largest payload accepted, bytes of compact JSON.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
     }
 
     /// Removes `name`: its subscribers get `topic_deleted` and are unsubscribed.

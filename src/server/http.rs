@@ -54,13 +54,12 @@ async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> H
         }
         ["readyz"] => {
             return allow(&req, &[Method::GET, Method::HEAD]).unwrap_or_else(|| {
-                if state.shutdown.is_cancelled() {
-                    json(
+                match state.unready() {
+                    Some(why) => json(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        r#"{"status":"draining"}"#.into(),
-                    )
-                } else {
-                    json(StatusCode::OK, r#"{"status":"ready"}"#.into())
+                        format!(r#"{{"status":"{why}"}}"#),
+                    ),
+                    None => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
                 }
             })
         }
@@ -83,13 +82,13 @@ async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> H
     match segments.as_slice() {
         ["ws"] => match allow(&req, &get) {
             Some(r) => r,
-            None => upgrade::upgrade(state, req, peer, None),
+            None => upgrade::upgrade(state, req, peer, None).await,
         },
         ["ws", "sub", topic] => match allow(&req, &get) {
             Some(r) => r,
             None => {
                 let topic = percent_decode(topic);
-                upgrade::upgrade(state, req, peer, Some(topic))
+                upgrade::upgrade(state, req, peer, Some(topic)).await
             }
         },
         ["topics"] => match *req.method() {
@@ -101,7 +100,7 @@ async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> H
             let name = percent_decode(name);
             match *req.method() {
                 Method::GET | Method::HEAD => rest::get_topic(&state, &name),
-                Method::DELETE => rest::delete_topic(&state, &name),
+                Method::DELETE => rest::delete_topic(&state, &name).await,
                 _ => method_not_allowed(&[Method::GET, Method::DELETE]),
             }
         }

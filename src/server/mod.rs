@@ -16,7 +16,7 @@ mod write_buf;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, field, info, info_span, warn, Instrument};
 
 use crate::broker::{Broker, ConnId};
+use crate::cluster::{Backplane, NodeCounts};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::tls;
@@ -41,13 +42,24 @@ use crate::tls;
 /// payload (`type`, `topic`, ids). Bigger frames are refused by tungstenite with close 1009.
 pub const FRAME_ENVELOPE_BYTES: usize = 64 * 1024;
 
+/// How many groups the lame-duck drain closes connections in, one group per
+/// `DRAIN_DURATION_SECS / DRAIN_BATCHES`; a connection's group is its id modulo this.
+const DRAIN_BATCHES: usize = 10;
+
 /// Everything a connection task needs, shared by all of them.
 #[derive(Debug)]
 pub(crate) struct State {
     /// The validated configuration.
     config: Config,
-    /// The engine.
-    broker: Broker,
+    /// The engine (shared with the cluster backplane's consumer).
+    broker: Arc<Broker>,
+    /// The single node or the cluster.
+    backplane: Backplane,
+    /// Set on SIGTERM while the lame-duck drain runs: `/readyz` answers 503 and upgrades are
+    /// refused, so the load balancer sends new clients elsewhere.
+    draining: AtomicBool,
+    /// Cancelled one after another during the drain; each session watches one of them.
+    drain_batches: Box<[CancellationToken]>,
     /// Cancelled when shutdown starts; every task watches it.
     shutdown: CancellationToken,
     /// Every spawned connection task, so shutdown can wait for them.
@@ -65,7 +77,12 @@ pub(crate) struct State {
 }
 
 impl State {
-    fn new(config: Config, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+    fn new(
+        config: Config,
+        broker: Arc<Broker>,
+        backplane: Backplane,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let limit = config.max_message_bytes + FRAME_ENVELOPE_BYTES;
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.ws_read_buffer_size)
@@ -77,7 +94,12 @@ impl State {
             .max_message_size(Some(limit))
             .max_frame_size(Some(limit));
         Self {
-            broker: Broker::new(&config),
+            broker,
+            backplane,
+            draining: AtomicBool::new(false),
+            drain_batches: (0..DRAIN_BATCHES)
+                .map(|_| CancellationToken::new())
+                .collect(),
             config,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -92,6 +114,26 @@ impl State {
     /// Open WebSocket sessions.
     fn session_count(&self) -> usize {
         self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// This node's counts, for `/stats` and the cluster report.
+    fn node_counts(&self) -> NodeCounts {
+        NodeCounts {
+            connections: self.session_count() as u64,
+            slow_consumer_disconnects: self.slow_consumer_disconnects.load(Ordering::Relaxed),
+            dropped: self.broker.dropped_total(),
+        }
+    }
+
+    /// Whether new clients should be sent elsewhere (`/readyz` 503).
+    fn unready(&self) -> Option<&'static str> {
+        if self.shutdown.is_cancelled() || self.draining.load(Ordering::Relaxed) {
+            Some("draining")
+        } else if !self.backplane.is_ready() {
+            Some("backplane unavailable")
+        } else {
+            None
+        }
     }
 }
 
@@ -109,22 +151,42 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future) -
         ),
         None => None,
     };
-    let state = Arc::new(State::new(config, tls));
+    let broker = Arc::new(Broker::new(&config));
+    let backplane = Backplane::connect(&config, broker.clone())
+        .await
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.message))?;
+    let state = Arc::new(State::new(config, broker, backplane, tls));
+    let weak = Arc::downgrade(&state);
+    state.backplane.start(
+        &state.tracker,
+        state.shutdown.clone(),
+        Box::new(move || weak.upgrade().map(|s| s.node_counts()).unwrap_or_default()),
+    );
     let local = listener.local_addr()?;
-    info!(addr = %local, tls = state.tls.is_some(), "herald listening");
+    info!(
+        addr = %local,
+        tls = state.tls.is_some(),
+        cluster = state.backplane.is_cluster(),
+        "herald listening"
+    );
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => serve_connection(&state, stream, peer),
-                Err(e) if is_transient(&e) => debug!(error = %e, "accept: connection vanished"),
-                Err(e) => {
-                    // Typically EMFILE: back off instead of spinning, connections will close.
-                    error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+            accepted = listener.accept() => on_accept(&state, accepted).await,
+        }
+    }
+    if !state.config.drain_duration.is_zero() {
+        // Lame duck: keep answering (/readyz says 503, REST still works) while the sessions are
+        // closed group by group, so their clients reconnect to other nodes without a storm.
+        state.draining.store(true, Ordering::Relaxed);
+        info!(sessions = state.session_count(), duration = ?state.config.drain_duration, "draining");
+        let mut drain = std::pin::pin!(drain_sessions(&state));
+        loop {
+            tokio::select! {
+                _ = &mut drain => break,
+                accepted = listener.accept() => on_accept(&state, accepted).await,
+            }
         }
     }
     drop(listener);
@@ -140,6 +202,35 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future) -
     }
     info!("stopped");
     Ok(())
+}
+
+/// Serves an accepted connection, or backs off after an accept error.
+async fn on_accept(state: &Arc<State>, accepted: io::Result<(TcpStream, SocketAddr)>) {
+    match accepted {
+        Ok((stream, peer)) => serve_connection(state, stream, peer),
+        Err(e) if is_transient(&e) => debug!(error = %e, "accept: connection vanished"),
+        Err(e) => {
+            // Typically EMFILE: back off instead of spinning, connections will close.
+            error!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Closes the sessions in `DRAIN_BATCHES` groups spread evenly over `DRAIN_DURATION_SECS`. The
+/// first group goes after one step, which gives load balancers time to see `/readyz` fail.
+async fn drain_sessions(state: &State) {
+    let start = tokio::time::Instant::now();
+    let step = state.config.drain_duration / state.drain_batches.len() as u32;
+    for (i, batch) in state.drain_batches.iter().enumerate() {
+        tokio::time::sleep_until(start + step * (i as u32 + 1)).await;
+        batch.cancel();
+    }
+    // Let the last group send its 1012 before shutdown would close it with 1001.
+    let grace = tokio::time::Instant::now() + Duration::from_secs(1);
+    while state.session_count() > 0 && tokio::time::Instant::now() < grace {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Errors that concern one connection only and need no back-off.

@@ -55,6 +55,9 @@ enum ReadEnd {
     WriterGone,
     /// More control frames per second than `MAX_CONTROL_FRAMES_PER_SEC`.
     ControlFlood,
+    /// The lame-duck drain reached this connection's group: close with 1012 so the client
+    /// reconnects (through the load balancer, to another node).
+    Restart,
 }
 
 /// Counts a connection's control frames in one-second windows.
@@ -133,6 +136,10 @@ where
             CloseCode::Policy,
             "too many control frames (MAX_CONTROL_FRAMES_PER_SEC)",
         )),
+        ReadEnd::Restart => Some(close_frame(
+            CloseCode::Restart,
+            "node restarting; reconnect",
+        )),
         _ => None,
     };
     let linger = matches!(
@@ -142,6 +149,7 @@ where
             | ReadEnd::Shutdown
             | ReadEnd::WriterGone
             | ReadEnd::ControlFlood
+            | ReadEnd::Restart
     );
     let _ = close_tx.send(close);
     let _ = writer.await;
@@ -182,6 +190,8 @@ pub(super) struct Session {
     subscriber: Subscriber,
     /// Topics this connection is subscribed to, to unsubscribe on exit and enforce the cap.
     subscriptions: HashMap<TopicName, Arc<Topic>>,
+    /// The drain group this connection is closed with (lame-duck drain).
+    drain: CancellationToken,
 }
 
 impl Drop for Session {
@@ -198,17 +208,19 @@ impl Session {
             state.config.subscriber_queue_size,
             state.config.slow_consumer_policy,
         ));
+        let group = (conn.0 % state.drain_batches.len() as u64) as usize;
         Self {
             subscriber: Subscriber { conn, outbox },
             subscriptions: HashMap::new(),
+            drain: state.drain_batches[group].clone(),
             state,
         }
     }
 
     /// Seed (a): subscribes before the socket opens, without an ack. A failure (say the topic
     /// cap) is queued as an error frame, the first thing the client reads.
-    pub(super) fn subscribe_on_open(&mut self, topic: TopicName) {
-        self.subscribe(topic, None, Replay::None, false);
+    pub(super) async fn subscribe_on_open(&mut self, topic: TopicName) {
+        self.subscribe(topic, None, Replay::None, false).await;
     }
 
     async fn read_loop<S>(
@@ -236,6 +248,7 @@ impl Session {
                     biased;
                     _ = self.state.shutdown.cancelled() => return ReadEnd::Shutdown,
                     _ = writer_done.cancelled() => return ReadEnd::WriterGone,
+                    _ = self.drain.cancelled() => return ReadEnd::Restart,
                     _ = outbox.below(high_water) => {}
                     // A client that sends but never reads must not hold the connection forever.
                     _ = tokio::time::sleep(idle) => return ReadEnd::Idle,
@@ -247,6 +260,7 @@ impl Session {
                 biased;
                 _ = self.state.shutdown.cancelled() => return ReadEnd::Shutdown,
                 _ = writer_done.cancelled() => return ReadEnd::WriterGone,
+                _ = self.drain.cancelled() => return ReadEnd::Restart,
                 next = tokio::time::timeout_at(deadline, stream.next()) => next,
             };
             let message = match next {
@@ -266,9 +280,12 @@ impl Session {
             // Any frame, a Pong included, proves the peer is alive.
             deadline = Instant::now() + idle;
             match message {
-                Message::Text(text) => self.on_frame(text.as_bytes(), &mut scratch, &mut buffers),
+                Message::Text(text) => {
+                    self.on_frame(text.as_bytes(), &mut scratch, &mut buffers)
+                        .await
+                }
                 Message::Binary(data) => match std::str::from_utf8(&data) {
-                    Ok(_) => self.on_frame(&data, &mut scratch, &mut buffers),
+                    Ok(_) => self.on_frame(&data, &mut scratch, &mut buffers).await,
                     Err(_) => {
                         self.state.metrics.frame_in(FrameIn::Invalid);
                         self.reply_error(
@@ -304,7 +321,12 @@ impl Session {
 
     /// Parses one client frame and serves it; every outcome queues exactly one reply (a subscribe
     /// ack may be followed by its replay).
-    fn on_frame(&mut self, bytes: &[u8], scratch: &mut Vec<u8>, buffers: &mut simd_json::Buffers) {
+    async fn on_frame(
+        &mut self,
+        bytes: &[u8],
+        scratch: &mut Vec<u8>,
+        buffers: &mut simd_json::Buffers,
+    ) {
         scratch.clear();
         scratch.extend_from_slice(bytes);
         let metrics = &self.state.metrics;
@@ -319,7 +341,7 @@ impl Session {
         match protocol::decode(&value) {
             Ok(frame) => {
                 metrics.frame_in(frame.kind.into());
-                self.dispatch(frame)
+                self.dispatch(frame).await
             }
             Err(e) => {
                 metrics.frame_in(FrameIn::Invalid);
@@ -328,12 +350,13 @@ impl Session {
         }
     }
 
-    fn dispatch(&mut self, frame: ClientFrame<'_>) {
+    async fn dispatch(&mut self, frame: ClientFrame<'_>) {
         let rid = frame.request_id.as_ref();
         match (frame.kind, frame.topic) {
             (Kind::Ping, _) => self.push(frames::pong(rid)),
             (Kind::Subscribe, Some(topic)) => {
                 self.subscribe(topic, frame.request_id.as_ref(), frame.replay, true)
+                    .await
             }
             (Kind::Unsubscribe, Some(topic)) => {
                 if let Some(t) = self.subscriptions.remove(&topic) {
@@ -346,20 +369,32 @@ impl Session {
                     return self
                         .reply_error(rid, &ApiError::bad_request("publish needs a payload"));
                 };
-                match self
+                let published = self
                     .state
-                    .broker
-                    .publish(&topic, frame.message_id, Payload::Value(payload))
-                {
+                    .backplane
+                    .publish(
+                        &self.state.broker,
+                        &topic,
+                        frame.message_id,
+                        Payload::Value(payload),
+                    )
+                    .await;
+                match published {
                     Ok(published) => self.push(frames::publish_ack(rid, &topic, &published)),
-                    Err(e) => self.reply_error(rid, &e),
+                    Err(e) => self.reply_error(rid, &backplane_error(e)),
                 }
             }
             (_, None) => self.reply_error(rid, &ApiError::bad_request("missing field `topic`")),
         }
     }
 
-    fn subscribe(&mut self, topic: TopicName, rid: Option<&RequestId>, replay: Replay, ack: bool) {
+    async fn subscribe(
+        &mut self,
+        topic: TopicName,
+        rid: Option<&RequestId>,
+        replay: Replay,
+        ack: bool,
+    ) {
         if !self.subscriptions.contains_key(&topic) {
             let cap = self.state.config.max_subscriptions_per_connection;
             if self.subscriptions.len() >= cap {
@@ -375,6 +410,14 @@ impl Session {
                     ),
                 );
             }
+        }
+        if let Err(e) = self
+            .state
+            .backplane
+            .ensure(&self.state.broker, &topic)
+            .await
+        {
+            return self.reply_error(rid, &backplane_error(e));
         }
         let build_ack = |a: &SubscribeAck| frames::subscribe_ack(rid, &topic, a);
         let ack_fn: Option<&dyn Fn(&SubscribeAck) -> crate::broker::Frame> =
@@ -395,6 +438,15 @@ impl Session {
         for (_, topic) in self.subscriptions.drain() {
             topic.unsubscribe(self.subscriber.conn);
         }
+    }
+}
+
+/// PROTOCOL.md §1: a failed backplane call is `INTERNAL` on a WebSocket (REST says 503).
+fn backplane_error(e: ApiError) -> ApiError {
+    if e.code == ErrorCode::Unavailable {
+        ApiError::new(ErrorCode::Internal, e.message)
+    } else {
+        e
     }
 }
 

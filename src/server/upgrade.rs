@@ -3,6 +3,7 @@
 //! JSON error with a 4xx/5xx status.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -41,13 +42,13 @@ fn is_valid_key(key: &HeaderValue) -> bool {
 }
 
 /// Answers an upgrade request on `/ws` or `/ws/sub/{topic}` (then `topic` is set).
-pub(super) fn upgrade(
+pub(super) async fn upgrade(
     state: Arc<State>,
     mut req: Request<Incoming>,
     peer: SocketAddr,
     topic: Option<String>,
 ) -> HttpResponse {
-    if state.shutdown.is_cancelled() {
+    if state.shutdown.is_cancelled() || state.draining.load(Ordering::Relaxed) {
         return error(&ApiError::new(
             ErrorCode::Unavailable,
             "server is shutting down",
@@ -108,7 +109,11 @@ pub(super) fn upgrade(
         Err(e) => return error(&e),
     };
     if let Some(name) = &topic {
-        if !state.config.auto_create_topics && state.broker.get(name.as_str()).is_none() {
+        if state.backplane.is_cluster() {
+            if let Err(e) = state.backplane.ensure(&state.broker, name).await {
+                return error(&e);
+            }
+        } else if !state.config.auto_create_topics && state.broker.get(name.as_str()).is_none() {
             return error(&ApiError::new(
                 ErrorCode::TopicNotFound,
                 format!("topic `{name}` does not exist"),
@@ -137,7 +142,7 @@ pub(super) fn upgrade(
         .unwrap_or_else(|| state.broker.next_conn_id());
     let mut session = session::Session::new(state.clone(), conn);
     if let Some(topic) = topic {
-        session.subscribe_on_open(topic);
+        session.subscribe_on_open(topic).await;
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = state.clone();
