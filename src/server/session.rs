@@ -92,7 +92,7 @@ impl ControlBudget {
 
 /// Serves one upgraded WebSocket until it closes. `session` was created before the upgrade
 /// answer was sent, so a `/ws/sub/{topic}` socket is subscribed before the client can see it open.
-/// Runs inside the connection's span, which names the connection, peer and route.
+/// It runs inside the connection's span, which names the connection, peer and route.
 pub(super) async fn run<S>(mut session: Session, ws: WebSocketStream<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
