@@ -363,6 +363,22 @@ async fn rest_publish(url: &str, topic: &str, payload: Value) -> (u16, Value) {
 }
 
 /// GETs JSON.
+/// `herald_backplane_up` as node `url` (a `/metrics` URL) reports it.
+async fn backplane_up(url: &str) -> String {
+    let text = http()
+        .get(url)
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find_map(|l| l.strip_prefix("herald_backplane_up "))
+        .unwrap_or("missing")
+        .to_owned()
+}
+
 async fn get(url: &str) -> (u16, Value) {
     let r = http().get(url).send().await.expect("GET");
     let status = r.status().as_u16();
@@ -617,6 +633,7 @@ async fn nats_outage_fails_loudly_and_recovers() {
             assert!(Instant::now() < deadline, "/readyz stayed 200 without NATS");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        assert_eq!(backplane_up(&node.url("/metrics")).await, "0");
     }
     // Subscribers stay connected.
     let pong = sub
@@ -629,6 +646,7 @@ async fn nats_outage_fails_loudly_and_recovers() {
     wait_port(cluster.nats_port, "nats-server").await;
     for i in 0..3 {
         cluster.wait_ready(i).await;
+        assert_eq!(backplane_up(&cluster.nodes[i].url("/metrics")).await, "1");
     }
     let mut publisher = WsClient::connect(&cluster.nodes[2].ws()).await;
     for k in 5..10 {

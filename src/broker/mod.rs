@@ -139,8 +139,6 @@ pub struct Broker {
     retired: Mutex<EventCounts>,
     /// Publish-to-enqueue latency (sharded, so publishers on different threads do not contend).
     publish_latency: Histogram,
-    /// Whether the cluster backplane is usable; the in-memory broker always is.
-    backplane_up: AtomicBool,
 }
 
 impl Broker {
@@ -158,7 +156,6 @@ impl Broker {
             started: Instant::now(),
             retired: Mutex::new(EventCounts::default()),
             publish_latency: metrics::publish_latency_histogram(),
-            backplane_up: AtomicBool::new(true),
         }
     }
 
@@ -377,16 +374,6 @@ impl Broker {
     /// Publish-to-enqueue latency so far.
     pub fn publish_latency(&self) -> metrics::HistogramSnapshot {
         self.publish_latency.snapshot()
-    }
-
-    /// Records whether the cluster backplane is usable (`herald_backplane_up`).
-    pub fn set_backplane_up(&self, up: bool) {
-        self.backplane_up.store(up, Ordering::Relaxed);
-    }
-
-    /// Whether the cluster backplane is usable.
-    pub fn backplane_up(&self) -> bool {
-        self.backplane_up.load(Ordering::Relaxed)
     }
 
     /// Every topic with its counts, sorted by name.

@@ -153,6 +153,11 @@ pub(crate) fn route_template(path: &str) -> &'static str {
         (Some("metrics"), None, ..) => "/metrics",
         (Some("livez"), None, ..) => "/livez",
         (Some("readyz"), None, ..) => "/readyz",
+        (Some("openapi.json"), None, ..) => "/openapi.json",
+        (Some("asyncapi.yaml"), None, ..) => "/asyncapi.yaml",
+        (Some("dashboard"), None, ..) => "/dashboard",
+        (Some("dashboard"), Some("app.js"), None, _) => "/dashboard/app.js",
+        (Some("dashboard"), Some("style.css"), None, _) => "/dashboard/style.css",
         _ => "other",
     }
 }
@@ -297,6 +302,8 @@ mod tests {
         assert_eq!(route_template("/nope/1/2/3/4"), "other");
         assert_eq!(route_template("/"), "other");
         assert_eq!(route_template("/metrics/x"), "other");
+        assert_eq!(route_template("/dashboard/app.js"), "/dashboard/app.js");
+        assert_eq!(route_template("/dashboard/x.js"), "other");
     }
 
     #[test]

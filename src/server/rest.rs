@@ -341,7 +341,7 @@ pub(super) fn metrics(state: &State) -> HttpResponse {
         subscriptions,
         events: state.broker.event_counts(),
         slow_consumer_disconnects: state.slow_consumer_disconnects.load(Ordering::Relaxed),
-        backplane_up: state.broker.backplane_up(),
+        backplane_up: state.backplane.is_ready(),
         publish_latency: state.broker.publish_latency(),
         uptime_secs: state.broker.uptime_secs(),
     };
