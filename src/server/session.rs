@@ -26,6 +26,7 @@ use super::State;
 use crate::broker::{
     ConnId, Outbox, Outgoing, Payload, Replay, SubscribeAck, Subscriber, Topic, TopicName,
 };
+use crate::config::SlowConsumerPolicy;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::FrameIn;
 use crate::protocol::{self, server as frames, ClientFrame, Kind, RequestId};
@@ -35,6 +36,10 @@ const MAX_BATCH: usize = 1024;
 
 /// How long a closing connection waits for the peer's close reply before dropping the socket.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// How long the reader may stay paused on a half-full outbox (`disconnect` policy): a client that keeps sending but has
+/// not taken its replies off the socket for this long is a slow consumer and is closed, so it
+/// cannot hold a connection (or its own blocked writes) for the whole idle timeout.
+const STALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the read loop stopped.
 #[derive(Debug)]
@@ -53,6 +58,8 @@ enum ReadEnd {
     Shutdown,
     /// The writer gave up (slow consumer or write error).
     WriterGone,
+    /// The reader waited [`STALL_TIMEOUT`] for the client to read its replies: a slow consumer.
+    Stalled,
     /// More control frames per second than `MAX_CONTROL_FRAMES_PER_SEC`.
     ControlFlood,
     /// The lame-duck drain reached this connection's group: close with 1012 so the client
@@ -154,7 +161,7 @@ where
     let _ = close_tx.send(close);
     let _ = writer.await;
     outbox.close();
-    if outbox.overflowed() {
+    if outbox.overflowed() || matches!(end, ReadEnd::Stalled) {
         state
             .slow_consumer_disconnects
             .fetch_add(1, Ordering::Relaxed);
@@ -242,6 +249,13 @@ impl Session {
         // with replies. Half the queue stays free for events.
         let outbox = self.subscriber.outbox.clone();
         let high_water = outbox.capacity().div_ceil(2);
+        // Under `disconnect` a client that leaves its replies unread is a slow consumer like one
+        // that leaves its events; under `drop_oldest` a full queue of events is the policy at work,
+        // so only the idle timeout applies.
+        let (stall, stalled) = match self.state.config.slow_consumer_policy {
+            SlowConsumerPolicy::Disconnect => (idle.min(STALL_TIMEOUT), ReadEnd::Stalled),
+            SlowConsumerPolicy::DropOldest => (idle, ReadEnd::Idle),
+        };
         loop {
             if outbox.len() >= high_water {
                 tokio::select! {
@@ -250,8 +264,8 @@ impl Session {
                     _ = writer_done.cancelled() => return ReadEnd::WriterGone,
                     _ = self.drain.cancelled() => return ReadEnd::Restart,
                     _ = outbox.below(high_water) => {}
-                    // A client that sends but never reads must not hold the connection forever.
-                    _ = tokio::time::sleep(idle) => return ReadEnd::Idle,
+                    // A client that sends but never reads must not hold the connection.
+                    _ = tokio::time::sleep(stall) => return stalled,
                 }
                 // Waiting on our own queue is not the client's silence.
                 deadline = Instant::now() + idle;
