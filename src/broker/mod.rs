@@ -15,7 +15,7 @@ pub mod ring;
 mod topic;
 
 use std::ops::{AddAssign, Range};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
