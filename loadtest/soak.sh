@@ -67,7 +67,9 @@ stop_server() {
     fi
 }
 trap stop_server EXIT
-trap 'stop_server; exit 130' INT TERM
+LOAD_PID=""
+# herald-load runs in the background (so SOAK_STALL can signal it), where it ignores SIGINT.
+trap '[[ -n "$LOAD_PID" ]] && kill "$LOAD_PID" 2>/dev/null; stop_server; exit 130' INT TERM
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

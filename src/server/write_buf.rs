@@ -15,7 +15,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Capacity kept across flushes; a buffer grown past it is freed once empty.
-pub(super) const KEEP: usize = 4 * 1024;
+pub(super) const KEEP: usize = 1024;
 
 /// `inner` with a write buffer of at most `limit` bytes that shrinks after each burst.
 #[derive(Debug)]
