@@ -7,17 +7,19 @@
 #
 # Scenarios (issue 5): fan-out 1 topic × 1,000 subscribers, 1 publisher, 128-byte payload, max
 # rate; many topics 1,000 topics × 10 subscribers each (1,000 connections with 10 topics each),
-# 10 publishers; latency at 50 % of herald's max fan-out publish rate, same topology as fan-out.
+# 10 publishers; latency at 50 % of herald's max fan-out publish rate, same topology as fan-out;
+# REST `POST /publish` over REST_CONNS keep-alive connections against herald and against a bare
+# hyper 1 "hello" server (`herald-load hello-server`, target `hello`, REST only).
 # Every run checks each delivery (lost / duplicated / reordered) and says so in the table.
 #
-# Environment overrides: SERVER_CPU (0), LOAD_CPU (1), DURATION, TARGETS ("herald nats redis"),
+# Environment overrides: SERVER_CPU (0), LOAD_CPU (1), DURATION, TARGETS ("herald nats redis hello"),
 # FANOUT_SUBS (1000), MANY_TOPICS (1000), MANY_CONNS (1000), MANY_PER_CONN (10),
 # MANY_PUBS (10), PAYLOAD (128), LATENCY_PCT (50: latency rate as % of herald's max fan-out
-# publish rate), OUT (results directory; default a new directory under /tmp).
+# publish rate), REST_CONNS (16), OUT (results directory; default a new directory under /tmp).
 set -euo pipefail
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     echo
     echo "Flags: --quick  shorter runs;  --no-build  use the existing release binaries;"
     echo "       --no-install  fail instead of apt-get installing missing peers."
@@ -40,7 +42,7 @@ done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-TARGETS=${TARGETS:-herald nats redis}
+TARGETS=${TARGETS:-herald nats redis hello}
 FANOUT_SUBS=${FANOUT_SUBS:-1000}
 MANY_TOPICS=${MANY_TOPICS:-1000}
 MANY_CONNS=${MANY_CONNS:-1000}
@@ -48,6 +50,7 @@ MANY_PER_CONN=${MANY_PER_CONN:-10}
 MANY_PUBS=${MANY_PUBS:-10}
 PAYLOAD=${PAYLOAD:-128}
 LATENCY_PCT=${LATENCY_PCT:-50}
+REST_CONNS=${REST_CONNS:-16}
 if ((QUICK)); then DURATION=${DURATION:-3s}; else DURATION=${DURATION:-10s}; fi
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/herald-compare.XXXXXX")}
 mkdir -p "$OUT"
@@ -140,6 +143,9 @@ start_server() {
             "${PIN_SERVER[@]}" redis-server --bind 127.0.0.1 --port "$port" --save '' \
                 --appendonly no --maxclients 20000 >"$OUT/redis.log" 2>&1 &
             ;;
+        hello)
+            "${PIN_SERVER[@]}" "$LOADGEN" hello-server --port "$port" >"$OUT/hello.log" 2>&1 &
+            ;;
         *) say "unknown target $target"; return 1 ;;
     esac
     SERVER_PID=$!
@@ -175,6 +181,7 @@ versions() {
             herald) echo "herald: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') (release)" ;;
             nats) echo "nats-server: $(nats-server --version 2>&1 | head -1)" ;;
             redis) echo "redis-server: $(redis-server --version | head -1)" ;;
+            hello) echo "hello: herald-load hello-server (bare hyper $(grep -A1 '^name = "hyper"$' "$ROOT/Cargo.lock" | grep -o '[0-9][0-9.]*' | head -1), HTTP/1.1 keep-alive)" ;;
         esac
     done
 }
@@ -189,6 +196,13 @@ for target in $TARGETS; do
         stop_server
     done
     ((started)) || { say "giving up on $target"; continue; }
+    if [[ "$target" == hello ]]; then
+        # The bare hyper peer serves REST only.
+        run rest-${REST_CONNS}conns "$target" "$port" rest --connections "$REST_CONNS" \
+            --payload "$PAYLOAD" --duration "$DURATION"
+        stop_server
+        continue
+    fi
     run fanout-1x${FANOUT_SUBS} "$target" "$port" fanout \
         --topics 1 --subscribers "$FANOUT_SUBS" --publishers 1 --payload "$PAYLOAD" \
         --duration "$DURATION"
@@ -208,6 +222,10 @@ for target in $TARGETS; do
     run latency-${RATE}/s "$target" "$port" latency \
         --topics 1 --subscribers "$FANOUT_SUBS" --publishers 1 --payload "$PAYLOAD" \
         --rate "$RATE" --duration "$DURATION"
+    if [[ "$target" == herald ]]; then
+        run rest-${REST_CONNS}conns "$target" "$port" rest --connections "$REST_CONNS" \
+            --payload "$PAYLOAD" --duration "$DURATION"
+    fi
     stop_server
 done
 
