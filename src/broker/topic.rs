@@ -307,9 +307,7 @@ impl Topic {
         let mut dropped = 0;
         for subscriber in self.subscribers.load().iter() {
             // An overflowed outbox is closed by its own writer task; the publisher never waits.
-            let pushed = subscriber
-                .outbox
-                .push(Outgoing::Event(stored.frame.clone()));
+            let pushed = subscriber.outbox.push(Outgoing::Event(stored.clone()));
             dropped += u64::from(pushed == Pushed::DroppedOldest);
         }
         if dropped > 0 {
@@ -368,8 +366,8 @@ impl Topic {
         out.extend(events.iter().map(|e| e.frame.clone()));
         let item = match out.len() {
             0 => None,
-            1 => out.pop().map(Outgoing::Frame),
-            _ => Some(Outgoing::Batch(out.into_boxed_slice())),
+            1 => out.pop().map(Outgoing::frame),
+            _ => Some(Outgoing::batch(out)),
         };
         if let Some(item) = item {
             subscriber.outbox.push(item);
@@ -400,7 +398,7 @@ impl Topic {
         }
         let info = frames::info_topic_deleted(&self.name);
         for subscriber in gone.iter() {
-            subscriber.outbox.push(Outgoing::Frame(info.clone()));
+            subscriber.outbox.push(Outgoing::frame(info.clone()));
         }
     }
 }
@@ -429,10 +427,7 @@ mod tests {
     fn texts(o: &Outbox) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(item) = o.pop() {
-            match item {
-                Outgoing::Event(f) | Outgoing::Frame(f) => out.push(f.as_str().to_string()),
-                Outgoing::Batch(fs) => out.extend(fs.iter().map(|f| f.as_str().to_string())),
-            }
+            out.extend(item.frames().iter().map(|f| f.as_str().to_string()));
         }
         out
     }

@@ -298,7 +298,7 @@ impl Session {
     }
 
     fn push(&self, frame: crate::broker::Frame) {
-        self.subscriber.outbox.push(Outgoing::Frame(frame));
+        self.subscriber.outbox.push(Outgoing::frame(frame));
     }
 
     fn reply_error(&self, request_id: Option<&RequestId>, error: &ApiError) {
@@ -528,15 +528,8 @@ where
     let mut written = 0;
     while written < MAX_BATCH {
         let Some(item) = outbox.pop() else { break };
-        match item {
-            Outgoing::Event(frame) | Outgoing::Frame(frame) => {
-                sink.feed(Message::Text(frame)).await?
-            }
-            Outgoing::Batch(frames) => {
-                for frame in frames.into_vec() {
-                    sink.feed(Message::Text(frame)).await?;
-                }
-            }
+        for frame in item.frames() {
+            sink.feed(Message::Text(frame.clone())).await?;
         }
         written += 1;
     }
