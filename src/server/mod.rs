@@ -9,6 +9,7 @@ mod http;
 mod rest;
 mod session;
 mod upgrade;
+mod wire;
 
 use std::future::Future;
 use std::io;

@@ -10,10 +10,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
 use super::http::{error, query_param, HttpResponse};
@@ -106,18 +103,9 @@ pub(super) fn upgrade(
         session.subscribe_on_open(topic);
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let task_state = state.clone();
     state.tracker.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(task_state.ws_config),
-                )
-                .await;
-                session::run(session, ws, peer, client_id).await;
-            }
+            Ok(upgraded) => session::run(session, upgraded, peer, client_id).await,
             Err(e) => debug!(%peer, error = %e, "websocket upgrade failed"),
         }
     });
