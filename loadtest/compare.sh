@@ -15,11 +15,12 @@
 # Environment overrides: SERVER_CPU (0), LOAD_CPU (1), DURATION, TARGETS ("herald nats redis hello"),
 # FANOUT_SUBS (1000), MANY_TOPICS (1000), MANY_CONNS (1000), MANY_PER_CONN (10),
 # MANY_PUBS (10), PAYLOAD (128), LATENCY_PCT (50: latency rate as % of herald's max fan-out
-# publish rate), REST_CONNS (16), OUT (results directory; default a new directory under /tmp).
+# publish rate), REST_CONNS (16), HERALD (binary; default target/release/herald), OUT (results
+# directory; default a new directory under /tmp).
 set -euo pipefail
 
 usage() {
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
     echo
     echo "Flags: --quick  shorter runs;  --no-build  use the existing release binaries;"
     echo "       --no-install  fail instead of apt-get installing missing peers."
@@ -85,7 +86,7 @@ if ((BUILD)); then
     say "building herald and herald-load (release)"
     (cd "$ROOT" && cargo build --release --quiet -p herald -p herald-load)
 fi
-HERALD="$ROOT/target/release/herald"
+HERALD=${HERALD:-$ROOT/target/release/herald}
 LOADGEN="$ROOT/target/release/herald-load"
 
 # --- pinning ---------------------------------------------------------------------------------
@@ -158,7 +159,13 @@ start_server() {
     return 1
 }
 
-# run LABEL TARGET PORT SCENARIO ARGS… — appends one JSON line to results.jsonl.
+# CPU time the server has used so far, in clock ticks (user + system).
+server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0; }
+TICKS_PER_SEC=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# run LABEL TARGET PORT SCENARIO ARGS… — appends one JSON line to results.jsonl, with the server's
+# CPU time during the run and its CPU per delivery (per request for rest) added: on a shared
+# machine that is steadier than a rate, which also depends on how much CPU the server was given.
 run() {
     local label=$1 target=$2 port=$3
     shift 3
@@ -167,8 +174,19 @@ run() {
     # rest has no policy drops to be strict about: any failed request fails it already.
     local strict=(--strict)
     [[ "$1" == rest ]] && strict=()
-    "${PIN_LOAD[@]}" "$LOADGEN" "$@" --target "$target" --port "$port" --json --quiet "${strict[@]}" \
-        --label "$label" >>"$RESULTS" 2>>"$OUT/herald-load.log" || status=$?
+    local before after line items
+    before=$(server_ticks)
+    line=$("${PIN_LOAD[@]}" "$LOADGEN" "$@" --target "$target" --port "$port" --json --quiet \
+        "${strict[@]}" --label "$label" 2>>"$OUT/herald-load.log") || status=$?
+    after=$(server_ticks)
+    if [[ "$line" == "{"* ]]; then
+        items=$(grep -o '"\(deliveries\|requests\)":[0-9]*' <<<"$line" | head -1 | cut -d: -f2 || true)
+        line=$(awk -v t=$((after - before)) -v hz="$TICKS_PER_SEC" -v n="${items:-0}" -v l="$line" \
+            'BEGIN { s = t / hz; printf "{\"server_cpu_s\":%.2f,", s;
+                     if (n > 0) printf "\"server_cpu_ns_per_item\":%.1f,", s * 1e9 / n;
+                     print substr(l, 2) }')
+        printf '%s\n' "$line" >>"$RESULTS"
+    fi
     case $status in
         0) ;;
         1) say "    checks failed (see the table)" ;;

@@ -34,6 +34,11 @@ const FANOUT: &[Metric] = &[
         path: &["latency_us", "p99"],
         higher_is_better: false,
     },
+    Metric {
+        name: "server CPU ns/delivery",
+        path: &["server_cpu_ns_per_item"],
+        higher_is_better: false,
+    },
 ];
 
 const LATENCY: &[Metric] = &[
@@ -81,6 +86,11 @@ const REST: &[Metric] = &[
     Metric {
         name: "p99 µs",
         path: &["latency_us", "p99"],
+        higher_is_better: false,
+    },
+    Metric {
+        name: "server CPU ns/request",
+        path: &["server_cpu_ns_per_item"],
         higher_is_better: false,
     },
 ];
