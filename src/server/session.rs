@@ -137,20 +137,21 @@ where
     let state = session.state.clone();
     let outbox = session.subscriber.outbox.clone();
     let control = Arc::new(ControlOut::default());
-    let duplex = Duplex {
-        read,
-        control: control.clone(),
-    };
     // `read_ahead` keeps hyper's whole read buffer (8 KiB) alive, even when empty: copy out what
     // it holds and let it go before the connection settles in.
     let part = read_ahead.to_vec();
     drop(read_ahead);
-    let mut stream = if part.is_empty() {
-        WebSocketStream::from_raw_socket(duplex, Role::Server, Some(state.ws_config)).await
-    } else {
-        WebSocketStream::from_partially_read(duplex, part, Role::Server, Some(state.ws_config))
-            .await
-    };
+    let duplex = Duplex::new(
+        read,
+        part,
+        state.config.ws_read_buffer_size,
+        control.clone(),
+    );
+    // tungstenite's buffer lives as long as the connection; Duplex does the large reads.
+    let ws_config = state
+        .ws_config
+        .read_buffer_size(wire::TUNGSTENITE_READ_BUFFER);
+    let mut stream = WebSocketStream::from_raw_socket(duplex, Role::Server, Some(ws_config)).await;
     let writer_done = CancellationToken::new();
     let (close_tx, close_rx) = oneshot::channel();
     let writer = state.tracker.spawn(
