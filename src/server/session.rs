@@ -492,6 +492,10 @@ where
                 _ = self.control.ready() => false,
                 _ = tick.tick() => true,
             };
+            if heartbeat {
+                // A connection that has been quiet for a heartbeat gives back its batch buffers.
+                self.wire.release();
+            }
             if self.outbox.overflowed() {
                 return self.slow_consumer().await;
             }

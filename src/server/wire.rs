@@ -10,10 +10,11 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::mem::{self, MaybeUninit};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -116,14 +117,23 @@ pub(super) struct Wire {
     /// Bytes queued and not yet written.
     queued: usize,
     /// Small frames (header and payload) copied back to back since the last piece; becomes one
-    /// piece when a large frame follows or the batch is written.
-    small: Vec<u8>,
+    /// piece when a large frame follows or the batch is written. Once the pieces cut from it are
+    /// written and dropped, `BytesMut` reuses the same allocation for the next batch.
+    small: BytesMut,
 }
 
 impl Wire {
     /// Whether everything queued was written.
     pub(super) fn is_empty(&self) -> bool {
         self.first == self.pieces.len() && self.small.is_empty()
+    }
+
+    /// Frees the buffers a busy spell left behind; call while idle.
+    pub(super) fn release(&mut self) {
+        if self.is_empty() {
+            self.pieces = Vec::new();
+            self.small = BytesMut::new();
+        }
     }
 
     /// Bytes queued and not yet written.
@@ -146,7 +156,7 @@ impl Wire {
     /// Turns the copied small frames into a piece, after every piece queued before them.
     fn seal(&mut self) {
         if !self.small.is_empty() {
-            let frames = Bytes::from(mem::take(&mut self.small));
+            let frames = self.small.split().freeze();
             self.pieces.push(Piece {
                 head: [0; 10],
                 head_len: 0,
@@ -277,6 +287,8 @@ impl Wire {
 #[derive(Default)]
 pub(super) struct ControlOut {
     bytes: Mutex<Vec<u8>>,
+    /// Whether `bytes` holds anything, so the writer's checks on every wake take no lock.
+    pending: AtomicBool,
     /// The writer parks here (beside the outbox's waker) while there is nothing to send.
     waker: AtomicWaker,
 }
@@ -284,19 +296,23 @@ pub(super) struct ControlOut {
 impl ControlOut {
     /// Takes the complete frames written so far.
     pub(super) fn take(&self) -> Option<Vec<u8>> {
+        if !self.pending.load(Ordering::Acquire) {
+            return None;
+        }
         let mut bytes = self.bytes.lock();
+        self.pending.store(false, Ordering::Relaxed);
         (!bytes.is_empty()).then(|| mem::take(&mut *bytes))
     }
 
     /// Resolves once there are frames to send.
     pub(super) async fn ready(&self) {
         poll_fn(|cx| {
-            if !self.bytes.lock().is_empty() {
+            if self.pending.load(Ordering::Acquire) {
                 return Poll::Ready(());
             }
             self.waker.register(cx.waker());
             // A write between the check and the registration found no waker; look again.
-            if self.bytes.lock().is_empty() {
+            if !self.pending.load(Ordering::Acquire) {
                 Poll::Pending
             } else {
                 Poll::Ready(())
@@ -311,6 +327,7 @@ impl ControlOut {
             return Err(io::Error::other("control frames are not being sent"));
         }
         bytes.extend_from_slice(data);
+        self.pending.store(true, Ordering::Release);
         drop(bytes);
         self.waker.wake();
         Ok(())
