@@ -454,10 +454,7 @@ impl Topic {
         let (mut delivered, mut dropped, mut overflowed, mut closed) = (0, 0, 0, 0);
         for subscriber in self.subscribers.load().iter() {
             // An overflowed outbox is closed by its own writer task; the publisher never waits.
-            match subscriber
-                .outbox
-                .push(Outgoing::Event(stored.frame.clone()))
-            {
+            match subscriber.outbox.push(Outgoing::Event(stored.clone())) {
                 Pushed::Queued => delivered += 1,
                 Pushed::DroppedOldest => {
                     delivered += 1;
@@ -526,8 +523,8 @@ impl Topic {
         out.extend(events.iter().map(|e| e.frame.clone()));
         let item = match out.len() {
             0 => None,
-            1 => out.pop().map(Outgoing::Frame),
-            _ => Some(Outgoing::Batch(out.into_boxed_slice())),
+            1 => out.pop().map(Outgoing::frame),
+            _ => Some(Outgoing::batch(out)),
         };
         if let Some(item) = item {
             subscriber.outbox.push(item);
@@ -558,7 +555,7 @@ impl Topic {
         }
         let info = frames::info_topic_deleted(&self.name);
         for subscriber in gone.iter() {
-            subscriber.outbox.push(Outgoing::Frame(info.clone()));
+            subscriber.outbox.push(Outgoing::frame(info.clone()));
         }
     }
 }
@@ -587,10 +584,7 @@ mod tests {
     fn texts(o: &Outbox) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(item) = o.pop() {
-            match item {
-                Outgoing::Event(f) | Outgoing::Frame(f) => out.push(f.as_str().to_string()),
-                Outgoing::Batch(fs) => out.extend(fs.iter().map(|f| f.as_str().to_string())),
-            }
+            out.extend(item.frames().iter().map(|f| f.as_str().to_string()));
         }
         out
     }

@@ -11,7 +11,7 @@ mod http;
 mod rest;
 mod session;
 mod upgrade;
-mod write_buf;
+mod wire;
 
 use std::future::Future;
 use std::io;
@@ -86,7 +86,8 @@ impl State {
         let limit = config.max_message_bytes + FRAME_ENVELOPE_BYTES;
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.ws_read_buffer_size)
-            // Frames go straight to write_buf::WriteBuf, which does the buffering (see there).
+            // tungstenite only writes control frames (pongs, close replies); they go straight to the
+            // session's Duplex, and the writer task frames and buffers everything else (wire.rs).
             .write_buffer_size(0)
             // The writer flushes once per batch, so the buffer must hold a batch plus the largest
             // frame; past this the sink applies backpressure to the writer task (never to others).

@@ -11,14 +11,10 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, Instrument, Span};
 
 use super::http::{error, query_param, HttpResponse};
-use super::write_buf::WriteBuf;
 use super::{session, State};
 use crate::broker::{ConnId, TopicName};
 use crate::error::{ApiError, ErrorCode};
@@ -145,23 +141,10 @@ pub(super) async fn upgrade(
         session.subscribe_on_open(topic).await;
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let task_state = state.clone();
     state.tracker.spawn(
         async move {
             match on_upgrade.await {
-                Ok(upgraded) => {
-                    let io = WriteBuf::new(
-                        TokioIo::new(upgraded),
-                        task_state.config.ws_write_buffer_size,
-                    );
-                    let ws = WebSocketStream::from_raw_socket(
-                        io,
-                        Role::Server,
-                        Some(task_state.ws_config),
-                    )
-                    .await;
-                    session::run(session, ws).await;
-                }
+                Ok(upgraded) => session::run(session, upgraded).await,
                 Err(e) => debug!(%peer, error = %e, "websocket upgrade failed"),
             }
         }
