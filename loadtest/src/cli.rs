@@ -37,6 +37,8 @@ pub enum Command {
     Soak(SoakArgs),
     /// Print one side-by-side table from `--json` results (JSON lines with a "label").
     Report(ReportArgs),
+    /// Render the SVG charts and Markdown table of `loadtest/scaling.sh` results.
+    Plot(PlotArgs),
     /// Serve a bare hyper 1 "hello" over HTTP/1.1 keep-alive: the peer for `rest --target hello`.
     HelloServer(HelloArgs),
 }
@@ -286,6 +288,17 @@ pub struct ReportArgs {
     /// Files of JSON lines written by `--json --label …` runs.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PlotArgs {
+    /// JSON lines from `--json` fanout runs, each with an "axis" field ("subscribers" or
+    /// "topics") naming the field that is the x value.
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Directory for `scaling-<axis>.svg`.
+    #[arg(long, short, default_value = ".")]
+    pub out_dir: PathBuf,
 }
 
 /// `10`, `10s`, `500ms`, `2m`, `1.5s`.

@@ -9,6 +9,7 @@
 //!   `checker.rs` (lost / duplicated / reordered), `latency.rs` (HDR histogram).
 //! - `report.rs` (table, JSON), `compare.rs` (`report` subcommand), `progress.rs`,
 //!   `http.rs` (minimal HTTP/1.1 client), `clock.rs`.
+//! - `plot.rs`: `plot`, the SVG charts of `loadtest/scaling.sh` results.
 //! - `hello.rs`: `hello-server`, the bare hyper peer for the `rest` scenario.
 
 mod checker;
@@ -20,6 +21,7 @@ mod hello;
 mod http;
 mod latency;
 mod payload;
+mod plot;
 mod progress;
 mod report;
 mod scenario;
@@ -87,6 +89,7 @@ async fn run(cli: Cli) -> Result<bool> {
             (scenario::soak::run(args).await?, output)
         }
         Command::Report(args) => return compare::run(&args),
+        Command::Plot(args) => return plot::run(&args),
         Command::HelloServer(args) => return hello::serve(args).await.map(|()| true),
     };
     let pass = report.pass();
