@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# herald in cluster mode (NATS JetStream backplane, nginx in front) next to one in-memory node:
+# the same herald-load fan-out and latency runs against each configuration, one table with the
+# ratios to the single in-memory node.
+#
+#   loadtest/cluster.sh            # 5 s runs, about 2 minutes in all
+#   loadtest/cluster.sh --quick    # 2 s runs, about a minute
+#
+# Configurations, each started fresh on free loopback ports in a temporary directory:
+#   memory        one herald node, no NATS_URL, clients connect to it directly (the baseline)
+#   memory+nginx  the same node behind nginx: the proxy hop alone
+#   nats-1        nats-server -js, one node with NATS_URL, behind nginx
+#   nats-3        nats-server -js, three nodes with NATS_URL, behind nginx (round robin)
+# Runs (all --strict: any lost, duplicated or reordered message, publish error or disconnect fails):
+#   fanout   1 topic × SUBS subscribers, PUBS publishers, PAYLOAD bytes, max rate under the
+#            default flow-control window, DURATION of publishing
+#   latency  the same topology at a fixed LATENCY_RATE msg/s (publish→delivery percentiles)
+# Subscribers and publishers both connect through nginx where there is one, so with three nodes
+# they are spread round robin and most deliveries cross the backplane.
+#
+# Environment overrides: CONFIGS ("memory memory+nginx nats-1 nats-3"), SUBS (300), PUBS (1),
+# PAYLOAD (128), DURATION (5s; 2s with --quick), WARMUP (1s; 500ms with --quick: latency
+# samples not recorded), LATENCY_RATE (200), HERALD (binary; default
+# target/release/herald), OUT (results directory; default a new directory under /tmp).
+set -euo pipefail
+
+usage() {
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+    echo
+    echo "Flags: --quick  shorter runs;  --no-build  use the existing release binaries."
+}
+
+QUICK=0
+BUILD=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --no-build) BUILD=0 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "cluster.sh: unknown flag $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CONFIGS=${CONFIGS:-memory memory+nginx nats-1 nats-3}
+SUBS=${SUBS:-300}
+PUBS=${PUBS:-1}
+PAYLOAD=${PAYLOAD:-128}
+LATENCY_RATE=${LATENCY_RATE:-200}
+if ((QUICK)); then DURATION=${DURATION:-2s}; WARMUP=${WARMUP:-500ms}; else DURATION=${DURATION:-5s}; WARMUP=${WARMUP:-1s}; fi
+OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/herald-cluster-bench.XXXXXX")}
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+export PATH="$PATH:/usr/sbin:/sbin"
+
+say() { printf '%s\n' "$*" >&2; }
+
+for tool in nats-server nginx python3; do
+    command -v "$tool" >/dev/null || {
+        say "$tool not found (Debian: apt-get install nats-server nginx python3)"
+        exit 2
+    }
+done
+
+if ((BUILD)); then
+    say "building herald and herald-load (release)"
+    (cd "$ROOT" && cargo build --release --quiet -p herald -p herald-load)
+fi
+HERALD=${HERALD:-$ROOT/target/release/herald}
+LOADGEN="$ROOT/target/release/herald-load"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# --- processes -------------------------------------------------------------------------------
+PIDS=()
+stop_all() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # herald drains for up to SHUTDOWN_TIMEOUT_SECS; do not wait forever.
+    for _ in $(seq 30); do
+        local alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    PIDS=()
+}
+trap stop_all EXIT
+trap 'stop_all; exit 130' INT TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A port below the ephemeral range, so no client socket (ours included) can be holding it; never
+# one already handed out in this configuration.
+TAKEN=" "
+free_port() {
+    local low p
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    ((low > 12000)) || low=32768
+    for _ in $(seq 200); do
+        p=$((10000 + RANDOM % (low - 11000)))
+        [[ "$TAKEN" == *" $p "* ]] && continue
+        port_open "$p" && continue
+        TAKEN+="$p "
+        echo "$p"
+        return 0
+    done
+    say "no free port found"
+    return 1
+}
+
+wait_port() {
+    local port=$1 what=$2 pid=$3
+    for _ in $(seq 200); do
+        port_open "$port" && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    say "$what did not listen on $port; see $DIR"
+    return 1
+}
+
+# A node is ready when /readyz answers 200 (in cluster mode: connected to NATS and caught up).
+wait_ready() {
+    local port=$1
+    for _ in $(seq 200); do
+        curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    say "herald on $port never became ready; see $DIR"
+    return 1
+}
+
+start_nats() {
+    NATS_PORT=$(free_port)
+    nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DIR/js" >"$DIR/nats.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$NATS_PORT" nats-server $!
+}
+
+# start_node INDEX [NATS_URL]: one herald node on a free port, appended to NODE_PORTS.
+start_node() {
+    local i=$1 nats=${2:-} port
+    port=$(free_port)
+    env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn SHUTDOWN_TIMEOUT_SECS=2 \
+        ${nats:+NATS_URL="$nats"} NODE_ID="node$i" DRAIN_DURATION_SECS=0 \
+        "$HERALD" >"$DIR/node$i.log" 2>&1 &
+    PIDS+=($!)
+    NODE_PORTS+=("$port")
+    wait_port "$port" "herald node$i" $!
+}
+
+# nginx in front of NODE_PORTS with the settings of deploy/nginx.conf, one worker (the machine
+# this was written for has two cores), everything in $DIR.
+start_nginx() {
+    NGINX_PORT=$(free_port)
+    local servers="" p
+    for p in "${NODE_PORTS[@]}"; do
+        servers+="    server 127.0.0.1:$p max_fails=1 fail_timeout=3s;"$'\n'
+    done
+    cat >"$DIR/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $DIR/nginx.pid;
+error_log $DIR/nginx-error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $DIR/nginx-body;
+  proxy_temp_path $DIR/nginx-proxy;
+  fastcgi_temp_path $DIR/nginx-fastcgi;
+  uwsgi_temp_path $DIR/nginx-uwsgi;
+  scgi_temp_path $DIR/nginx-scgi;
+  map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
+  upstream herald {
+$servers    keepalive 32;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://herald;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_set_header Host \$host;
+      proxy_read_timeout 3600s;
+      proxy_send_timeout 3600s;
+      proxy_connect_timeout 2s;
+      proxy_buffering off;
+      proxy_next_upstream error timeout http_502 http_503;
+    }
+  }
+}
+EOF
+    nginx -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/nginx-error.log" >"$DIR/nginx.out" 2>&1 &
+    PIDS+=($!)
+    wait_port "$NGINX_PORT" nginx $!
+}
+
+# Starts one configuration; sets CLIENT_PORT (where herald-load connects).
+start_config() {
+    local config=$1 i
+    DIR="$OUT/$config"
+    mkdir -p "$DIR"
+    TAKEN=" "
+    NODE_PORTS=()
+    case "$config" in
+        memory | memory+nginx)
+            start_node 1
+            wait_ready "${NODE_PORTS[0]}"
+            ;;
+        nats-*)
+            start_nats
+            for i in $(seq "${config#nats-}"); do start_node "$i" "nats://127.0.0.1:$NATS_PORT"; done
+            for p in "${NODE_PORTS[@]}"; do wait_ready "$p"; done
+            ;;
+        *) say "unknown configuration $config"; return 1 ;;
+    esac
+    if [[ "$config" == memory ]]; then
+        CLIENT_PORT=${NODE_PORTS[0]}
+    else
+        start_nginx
+        CLIENT_PORT=$NGINX_PORT
+    fi
+}
+
+# CPU time every process of the configuration has used so far (herald nodes, nats-server, the
+# nginx master and its worker), in clock ticks.
+config_ticks() {
+    local pid t=0 kid
+    for pid in "${PIDS[@]}"; do
+        t=$((t + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+        for kid in $(cat "/proc/$pid/task/$pid/children" 2>/dev/null); do
+            t=$((t + $(awk '{ print $14 + $15 }' "/proc/$kid/stat" 2>/dev/null || echo 0)))
+        done
+    done
+    echo "$t"
+}
+TICKS_PER_SEC=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# run CONFIG SCENARIO ARGS… — appends one JSON line (with "config" and the servers' CPU time per
+# delivery) to results.jsonl.
+FAILED=0
+run() {
+    local config=$1 scenario=$2
+    shift 2
+    say "  $scenario"
+    local status=0 before after line
+    before=$(config_ticks)
+    line=$("$LOADGEN" "$scenario" "$@" --port "$CLIENT_PORT" --json --quiet --strict \
+        --label "$scenario" 2>>"$DIR/herald-load.log") || status=$?
+    after=$(config_ticks)
+    if [[ "$line" == "{"* ]]; then
+        printf '{"config":"%s","server_cpu_s":%s,%s\n' "$config" \
+            "$(awk -v t=$((after - before)) -v hz="$TICKS_PER_SEC" 'BEGIN { printf "%.2f", t / hz }')" \
+            "${line:1}" >>"$RESULTS"
+    fi
+    case $status in
+        0) ;;
+        1) FAILED=1; say "    checks failed (see the table and $DIR)" ;;
+        *) FAILED=1; say "    run failed (exit $status); see $DIR/herald-load.log" ;;
+    esac
+}
+
+say "results in $OUT; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+for config in $CONFIGS; do
+    say "$config"
+    if ! start_config "$config"; then
+        FAILED=1
+        stop_all
+        continue
+    fi
+    run "$config" fanout --topics 1 --subscribers "$SUBS" --publishers "$PUBS" \
+        --payload "$PAYLOAD" --duration "$DURATION" --drain 3s
+    run "$config" latency --topics 1 --subscribers "$SUBS" --publishers "$PUBS" \
+        --payload "$PAYLOAD" --rate "$LATENCY_RATE" --duration "$DURATION" --warmup "$WARMUP" --drain 3s
+    stop_all
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+{
+    echo
+    echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
+    echo "load average (1/5/15 min): $LOAD_BEFORE before, $LOAD_AFTER after; nothing pinned"
+    echo "herald $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') (release);" \
+        "$(nats-server --version 2>&1 | head -1); $(nginx -v 2>&1 | sed 's/.*: //')"
+    echo "1 topic × $SUBS subscribers, $PUBS publisher(s), $PAYLOAD B payload, runs of $DURATION;" \
+        "latency at $LATENCY_RATE msg/s ($((LATENCY_RATE * SUBS)) deliveries/s)"
+    echo
+    python3 - "$RESULTS" <<'EOF'
+import json, sys
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+by = {(r["config"], r["label"]): r for r in rows}
+configs = []
+for r in rows:
+    if r["config"] not in configs:
+        configs.append(r["config"])
+base = configs[0] if configs else None
+
+
+def get(config, label, *path):
+    v = by.get((config, label))
+    for key in path:
+        if not isinstance(v, dict):
+            return None
+        v = v.get(key)
+    return v
+
+
+def cpu_us(config, label):
+    r = by.get((config, label))
+    if not r or not r.get("deliveries"):
+        return None
+    return r["server_cpu_s"] * 1e6 / r["deliveries"]
+
+
+def checks(config):
+    runs = [by.get((config, label)) for label in ("fanout", "latency")]
+    if any(r is None for r in runs):
+        return "no result"
+    cell = " / ".join(
+        str(sum(r.get(k, 0) for r in runs)) for k in ("lost", "duplicated", "reordered")
+    )
+    if not all(r.get("pass") for r in runs):
+        cell += " FAILED: " + "; ".join(f for r in runs for f in r.get("failures", []))
+    return cell
+
+
+metrics = [
+    ("fan-out deliveries/s", lambda c: get(c, "fanout", "deliveries_per_sec"), "{:,.0f}", True),
+    ("fan-out publishes/s", lambda c: get(c, "fanout", "published_per_sec"), "{:,.0f}", True),
+    ("fan-out servers' CPU µs / delivery", lambda c: cpu_us(c, "fanout"), "{:.2f}", False),
+    ("latency p50 µs", lambda c: get(c, "latency", "latency_us", "p50"), "{:,.0f}", False),
+    ("latency p99 µs", lambda c: get(c, "latency", "latency_us", "p99"), "{:,.0f}", False),
+    ("latency p99.9 µs", lambda c: get(c, "latency", "latency_us", "p99_9"), "{:,.0f}", False),
+    ("latency max µs", lambda c: get(c, "latency", "latency_us", "max"), "{:,.0f}", False),
+]
+
+print("| | " + " | ".join(configs) + " |")
+print("|---|" + "---:|" * len(configs))
+for name, f, fmt, higher_better in metrics:
+    cells = []
+    b = f(base) if base else None
+    for c in configs:
+        v = f(c)
+        if v is None:
+            cells.append("–")
+            continue
+        cell = fmt.format(v)
+        if c != base and b:
+            cell += f" ({v / b:.2f} ×)"
+        cells.append(cell)
+    print(f"| {name} | " + " | ".join(cells) + " |")
+print("| lost / duplicated / reordered | " + " | ".join(checks(c) for c in configs) + " |")
+print()
+print(f"Ratios in parentheses are against `{base}`.")
+EOF
+} | tee "$OUT/table.md"
+say ""
+say "results: $OUT (results.jsonl, table.md, per-configuration logs)"
+exit "$FAILED"
