@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use herald::broker::{Broker, Outbox, Outgoing, Payload, Replay, Subscriber, TopicName};
+use herald::broker::{Broker, Outbox, Payload, Replay, Subscriber, TopicName};
 use herald::config::SlowConsumerPolicy;
 use herald::Config;
 
@@ -52,10 +52,7 @@ fn drain(subscribers: &[Subscriber]) -> usize {
     let mut frames = 0;
     for subscriber in subscribers {
         while let Some(item) = subscriber.outbox.pop() {
-            frames += match item {
-                Outgoing::Event(_) | Outgoing::Frame(_) => 1,
-                Outgoing::Batch(batch) => batch.len(),
-            };
+            frames += item.frames().len();
         }
     }
     frames

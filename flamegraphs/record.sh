@@ -16,11 +16,12 @@
 # PAYLOAD (128), RATE (0 = max), RECORD (10, seconds sampled), WARMUP (3, seconds of publishing
 # before sampling starts), FREQ (999), CALLGRAPH (dwarf; or fp, or lbr where it exists),
 # PORT (a free port below the ephemeral range), OUT (directory for the SVG; default this script's
-# directory), HERALD / LOADGEN (binaries; default $CARGO_TARGET_DIR or ./target, release).
+# directory), HERALD / LOADGEN (binaries; default $CARGO_TARGET_DIR or ./target, release),
+# COMMIT (what the title says HERALD was built from; default this checkout's HEAD).
 # Flags: --no-build  use the existing release binaries.
 set -euo pipefail
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
 BUILD=1
 LABEL=""
@@ -149,7 +150,7 @@ FOLDED="$OUT/fanout-$LABEL.folded"
 SVG="$OUT/fanout-$LABEL.svg"
 # --no-inline: resolving inlined frames with addr2line takes minutes; function symbols are enough.
 perf script -i "$WORK/perf.data" --no-inline 2>/dev/null | inferno-collapse-perf --all >"$FOLDED"
-commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')
+commit=${COMMIT:-$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')}
 # inferno-collapse-perf weights each stack by the sample period: for cpu-clock, nanoseconds of CPU.
 cpu_ms=$(awk '{ n += $NF } END { printf "%d", n / 1e6 }' "$FOLDED")
 inferno-flamegraph --title "herald fan-out: $TOPICS topic x $SUBS subscribers, $PUBS publisher, ${PAYLOAD} B, max rate ($LABEL, $commit)" \

@@ -7,17 +7,20 @@
 #
 # Scenarios (issue 5): fan-out 1 topic × 1,000 subscribers, 1 publisher, 128-byte payload, max
 # rate; many topics 1,000 topics × 10 subscribers each (1,000 connections with 10 topics each),
-# 10 publishers; latency at 50 % of herald's max fan-out publish rate, same topology as fan-out.
+# 10 publishers; latency at 50 % of herald's max fan-out publish rate, same topology as fan-out;
+# REST `POST /publish` over REST_CONNS keep-alive connections against herald and against a bare
+# hyper 1 "hello" server (`herald-load hello-server`, target `hello`, REST only).
 # Every run checks each delivery (lost / duplicated / reordered) and says so in the table.
 #
-# Environment overrides: SERVER_CPU (0), LOAD_CPU (1), DURATION, TARGETS ("herald nats redis"),
+# Environment overrides: SERVER_CPU (0), LOAD_CPU (1), DURATION, TARGETS ("herald nats redis hello"),
 # FANOUT_SUBS (1000), MANY_TOPICS (1000), MANY_CONNS (1000), MANY_PER_CONN (10),
 # MANY_PUBS (10), PAYLOAD (128), LATENCY_PCT (50: latency rate as % of herald's max fan-out
-# publish rate), OUT (results directory; default a new directory under /tmp).
+# publish rate), REST_CONNS (16), HERALD (binary; default target/release/herald), OUT (results
+# directory; default a new directory under /tmp).
 set -euo pipefail
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
     echo
     echo "Flags: --quick  shorter runs;  --no-build  use the existing release binaries;"
     echo "       --no-install  fail instead of apt-get installing missing peers."
@@ -40,7 +43,7 @@ done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-TARGETS=${TARGETS:-herald nats redis}
+TARGETS=${TARGETS:-herald nats redis hello}
 FANOUT_SUBS=${FANOUT_SUBS:-1000}
 MANY_TOPICS=${MANY_TOPICS:-1000}
 MANY_CONNS=${MANY_CONNS:-1000}
@@ -48,6 +51,7 @@ MANY_PER_CONN=${MANY_PER_CONN:-10}
 MANY_PUBS=${MANY_PUBS:-10}
 PAYLOAD=${PAYLOAD:-128}
 LATENCY_PCT=${LATENCY_PCT:-50}
+REST_CONNS=${REST_CONNS:-16}
 if ((QUICK)); then DURATION=${DURATION:-3s}; else DURATION=${DURATION:-10s}; fi
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/herald-compare.XXXXXX")}
 mkdir -p "$OUT"
@@ -82,7 +86,7 @@ if ((BUILD)); then
     say "building herald and herald-load (release)"
     (cd "$ROOT" && cargo build --release --quiet -p herald -p herald-load)
 fi
-HERALD="$ROOT/target/release/herald"
+HERALD=${HERALD:-$ROOT/target/release/herald}
 LOADGEN="$ROOT/target/release/herald-load"
 
 # --- pinning ---------------------------------------------------------------------------------
@@ -140,6 +144,9 @@ start_server() {
             "${PIN_SERVER[@]}" redis-server --bind 127.0.0.1 --port "$port" --save '' \
                 --appendonly no --maxclients 20000 >"$OUT/redis.log" 2>&1 &
             ;;
+        hello)
+            "${PIN_SERVER[@]}" "$LOADGEN" hello-server --port "$port" >"$OUT/hello.log" 2>&1 &
+            ;;
         *) say "unknown target $target"; return 1 ;;
     esac
     SERVER_PID=$!
@@ -152,14 +159,34 @@ start_server() {
     return 1
 }
 
-# run LABEL TARGET PORT SCENARIO ARGS… — appends one JSON line to results.jsonl.
+# CPU time the server has used so far, in clock ticks (user + system).
+server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0; }
+TICKS_PER_SEC=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# run LABEL TARGET PORT SCENARIO ARGS… — appends one JSON line to results.jsonl, with the server's
+# CPU time during the run and its CPU per delivery (per request for rest) added: on a shared
+# machine that is steadier than a rate, which also depends on how much CPU the server was given.
 run() {
     local label=$1 target=$2 port=$3
     shift 3
     say "  $label"
     local status=0
-    "${PIN_LOAD[@]}" "$LOADGEN" "$@" --target "$target" --port "$port" --json --quiet --strict \
-        --label "$label" >>"$RESULTS" 2>>"$OUT/herald-load.log" || status=$?
+    # rest has no policy drops to be strict about: any failed request fails it already.
+    local strict=(--strict)
+    [[ "$1" == rest ]] && strict=()
+    local before after line items
+    before=$(server_ticks)
+    line=$("${PIN_LOAD[@]}" "$LOADGEN" "$@" --target "$target" --port "$port" --json --quiet \
+        "${strict[@]}" --label "$label" 2>>"$OUT/herald-load.log") || status=$?
+    after=$(server_ticks)
+    if [[ "$line" == "{"* ]]; then
+        items=$(grep -o '"\(deliveries\|requests\)":[0-9]*' <<<"$line" | head -1 | cut -d: -f2 || true)
+        line=$(awk -v t=$((after - before)) -v hz="$TICKS_PER_SEC" -v n="${items:-0}" -v l="$line" \
+            'BEGIN { s = t / hz; printf "{\"server_cpu_s\":%.2f,", s;
+                     if (n > 0) printf "\"server_cpu_ns_per_item\":%.1f,", s * 1e9 / n;
+                     print substr(l, 2) }')
+        printf '%s\n' "$line" >>"$RESULTS"
+    fi
     case $status in
         0) ;;
         1) say "    checks failed (see the table)" ;;
@@ -175,6 +202,7 @@ versions() {
             herald) echo "herald: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') (release)" ;;
             nats) echo "nats-server: $(nats-server --version 2>&1 | head -1)" ;;
             redis) echo "redis-server: $(redis-server --version | head -1)" ;;
+            hello) echo "hello: herald-load hello-server (bare hyper $(grep -A1 '^name = "hyper"$' "$ROOT/Cargo.lock" | grep -o '[0-9][0-9.]*' | head -1), HTTP/1.1 keep-alive)" ;;
         esac
     done
 }
@@ -189,6 +217,13 @@ for target in $TARGETS; do
         stop_server
     done
     ((started)) || { say "giving up on $target"; continue; }
+    if [[ "$target" == hello ]]; then
+        # The bare hyper peer serves REST only.
+        run rest-${REST_CONNS}conns "$target" "$port" rest --connections "$REST_CONNS" \
+            --payload "$PAYLOAD" --duration "$DURATION"
+        stop_server
+        continue
+    fi
     run fanout-1x${FANOUT_SUBS} "$target" "$port" fanout \
         --topics 1 --subscribers "$FANOUT_SUBS" --publishers 1 --payload "$PAYLOAD" \
         --duration "$DURATION"
@@ -208,6 +243,10 @@ for target in $TARGETS; do
     run latency-${RATE}/s "$target" "$port" latency \
         --topics 1 --subscribers "$FANOUT_SUBS" --publishers 1 --payload "$PAYLOAD" \
         --rate "$RATE" --duration "$DURATION"
+    if [[ "$target" == herald ]]; then
+        run rest-${REST_CONNS}conns "$target" "$port" rest --connections "$REST_CONNS" \
+            --payload "$PAYLOAD" --duration "$DURATION"
+    fi
     stop_server
 done
 

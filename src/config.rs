@@ -1,6 +1,7 @@
 //! Every setting of PROTOCOL.md §6, as one `Config` built from flags and environment variables.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -13,6 +14,15 @@ pub enum SlowConsumerPolicy {
     Disconnect,
     /// Drop the oldest queued frame, count it, keep the connection.
     DropOldest,
+}
+
+/// The PEM files of native TLS (`TLS_CERT`, `TLS_KEY`): both or neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key of the leaf certificate.
+    pub key: PathBuf,
 }
 
 /// The broker's validated configuration. `Config::default()` is PROTOCOL.md's defaults.
@@ -56,6 +66,36 @@ pub struct Config {
     pub ws_read_buffer_size: usize,
     /// WebSocket write buffer, bytes.
     pub ws_write_buffer_size: usize,
+    /// Serve HTTPS and `wss://` with these files instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// NATS server(s) of the cluster backplane (comma-separated URLs); unset runs a single node.
+    pub nats_url: Option<String>,
+    /// This node's name in cluster reports; unique per process.
+    pub node_id: String,
+    /// Lame-duck drain on SIGTERM: clients are closed with 1012 in batches over this long before
+    /// the normal shutdown; zero skips it.
+    pub drain_duration: Duration,
+}
+
+/// `DRAIN_DURATION_SECS` when unset in cluster mode: long enough to spread reconnects of many
+/// clients, short enough for a default 30 s termination grace period.
+pub const DEFAULT_CLUSTER_DRAIN_SECS: u64 = 5;
+
+/// A node id unique to this process: host name (when known), process id and a random suffix.
+fn default_node_id() -> String {
+    let host: String = std::env::var("HOSTNAME")
+        .unwrap_or_else(|_| "herald".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    format!("{host}-{}-{suffix}", std::process::id())
 }
 
 impl Default for Config {
@@ -80,6 +120,10 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             ws_read_buffer_size: 4 * 1024,
             ws_write_buffer_size: 16 * 1024,
+            tls: None,
+            nats_url: None,
+            node_id: default_node_id(),
+            drain_duration: Duration::ZERO,
         }
     }
 }
@@ -168,6 +212,21 @@ pub struct ServerArgs {
     /// WebSocket write buffer, bytes.
     #[arg(long, env = "WS_WRITE_BUFFER_SIZE", default_value_t = 16 * 1024)]
     pub ws_write_buffer_size: usize,
+    /// PEM certificate chain: serve HTTPS and wss:// on the same port (needs --tls-key).
+    #[arg(long, env = "TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate (needs --tls-cert).
+    #[arg(long, env = "TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// NATS URL(s), comma-separated, e.g. `nats://127.0.0.1:4222`: enables cluster mode.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// This node's id in cluster reports (default: host name, pid and a random suffix).
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+    /// Seconds to spread closing clients (1012) over on SIGTERM; default 5 in cluster mode, 0 else.
+    #[arg(long, env = "DRAIN_DURATION_SECS")]
+    pub drain_duration_secs: Option<u64>,
 }
 
 impl ServerArgs {
@@ -181,6 +240,16 @@ impl ServerArgs {
             .ring_buffer_size
             .or(self.max_messages_per_topic)
             .unwrap_or(100);
+        let nonempty = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+        let tls = match (nonempty(self.tls_cert), nonempty(self.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError(
+                    "TLS_CERT and TLS_KEY must be given together".into(),
+                ))
+            }
+        };
         let config = Config {
             addr,
             api_key: self.api_key.filter(|k| !k.is_empty()),
@@ -206,6 +275,19 @@ impl ServerArgs {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             ws_read_buffer_size: self.ws_read_buffer_size,
             ws_write_buffer_size: self.ws_write_buffer_size,
+            tls,
+            drain_duration: Duration::from_secs(self.drain_duration_secs.unwrap_or(
+                if self.nats_url.is_some() {
+                    DEFAULT_CLUSTER_DRAIN_SECS
+                } else {
+                    0
+                },
+            )),
+            nats_url: self.nats_url.filter(|u| !u.trim().is_empty()),
+            node_id: self
+                .node_id
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(default_node_id),
         };
         config.validate()?;
         Ok(config)
@@ -254,6 +336,16 @@ impl Config {
         if self.heartbeat_interval.is_zero() || self.idle_timeout.is_zero() {
             return Err(ConfigError(
                 "HEARTBEAT_INTERVAL_SECS and IDLE_TIMEOUT_SECS must be at least 1".into(),
+            ));
+        }
+        if !self
+            .node_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+            || self.node_id.is_empty()
+        {
+            return Err(ConfigError(
+                "NODE_ID may only contain A-Z a-z 0-9 _ -".into(),
             ));
         }
         if self.header_read_timeout.is_zero() {

@@ -11,17 +11,23 @@
 //!   replay ring), outboxes.
 //! - [`protocol`]: client frames in (simd-json), server frames out; pure functions.
 //! - [`server`]: the accept loop, REST routes, WebSocket sessions, graceful shutdown.
+//! - [`cluster`]: the backplane: single node in memory, or a cluster over NATS JetStream.
 //! - [`clock`]: the cached RFC 3339 timestamp every frame carries.
+//! - [`metrics`]: the Prometheus metrics of `GET /metrics`, sharded off the fan-out path.
+//! - [`tls`]: optional native TLS (rustls): HTTPS and `wss://` on the listener.
 //! - [`cli`]: the binary's client commands: `herald sub`, `herald pub`, `herald probe`.
 
 pub mod broker;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 mod sync;
+pub mod tls;
 
 pub use config::Config;
 pub use server::run;

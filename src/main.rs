@@ -51,7 +51,7 @@ struct ServeArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the broker (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Subscribe to a topic and print each event as one JSON line.
     Sub(SubArgs),
     /// Publish a message, or each stdin line with `-`, printing each ack.
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::Sub(args)) => client(herald::cli::sub(args)),
         Some(Command::Pub(args)) => client(herald::cli::publish(args)),
         Some(Command::Probe(args)) => {

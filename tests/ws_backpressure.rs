@@ -295,7 +295,7 @@ async fn drop_oldest_drops_are_counted_in_stats_and_metrics() {
         .text()
         .await
         .unwrap();
-    let line = format!("herald_events_dropped_total {dropped}");
+    let line = format!("herald_events_dropped_total{{reason=\"drop_oldest\"}} {dropped}");
     assert!(
         metrics.lines().any(|l| l == line),
         "/metrics lacks `{line}`:\n{metrics}"

@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         panic!("the subscriber got no event");
     };
     let parsed: serde_json::Value =
-        serde_json::from_str(event.as_str()).expect("event frame is valid JSON");
+        serde_json::from_str(event.frame.as_str()).expect("event frame is valid JSON");
     assert_eq!(parsed["topic"], topic.as_str());
     assert_eq!(parsed["seq"], 1);
     if let Some(id) = frame.message_id {

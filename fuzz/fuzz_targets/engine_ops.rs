@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
-use herald::broker::{Broker, ConnId, Outbox, Outgoing, Payload, Replay, Subscriber, TopicName};
+use herald::broker::{Broker, ConnId, Outbox, Payload, Replay, Subscriber, TopicName};
 use herald::config::{Config, SlowConsumerPolicy};
 use libfuzzer_sys::fuzz_target;
 
@@ -91,11 +91,7 @@ fuzz_target!(|ops: Vec<Op>| {
     for (c, sub) in subs.iter().enumerate() {
         let mut got = Vec::new();
         while let Some(item) = sub.outbox.pop() {
-            let frames = match item {
-                Outgoing::Event(f) | Outgoing::Frame(f) => vec![f],
-                Outgoing::Batch(fs) => fs.into_vec(),
-            };
-            for f in frames {
+            for f in item.frames() {
                 let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
                 if v["type"] == "event" {
                     let t = TOPICS.iter().position(|n| v["topic"] == *n).unwrap();

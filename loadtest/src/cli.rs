@@ -37,6 +37,8 @@ pub enum Command {
     Soak(SoakArgs),
     /// Print one side-by-side table from `--json` results (JSON lines with a "label").
     Report(ReportArgs),
+    /// Serve a bare hyper 1 "hello" over HTTP/1.1 keep-alive: the peer for `rest --target hello`.
+    HelloServer(HelloArgs),
 }
 
 /// Where to send the load.
@@ -267,6 +269,16 @@ pub struct SoakArgs {
     /// a sixth of the run, at most 60 s]; 0 = none.
     #[arg(long, value_parser = parse_duration)]
     pub log_every: Option<Duration>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HelloArgs {
+    /// Address to listen on; must resolve to 127.0.0.0/8.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8081)]
+    pub port: u16,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use crate::cli::ReportArgs;
 
-/// Column order.
-const TARGETS: [&str; 3] = ["herald", "nats", "redis"];
+/// Column order: herald, its pub/sub peers, and the bare hyper peer of the `rest` scenario.
+const TARGETS: [&str; 4] = ["herald", "nats", "redis", "hello"];
 
 /// A figure to compare: its name, where it is in the JSON, and whether more is better.
 struct Metric {
@@ -32,6 +32,11 @@ const FANOUT: &[Metric] = &[
     Metric {
         name: "p99 µs",
         path: &["latency_us", "p99"],
+        higher_is_better: false,
+    },
+    Metric {
+        name: "server CPU ns/delivery",
+        path: &["server_cpu_ns_per_item"],
         higher_is_better: false,
     },
 ];
@@ -83,6 +88,11 @@ const REST: &[Metric] = &[
         path: &["latency_us", "p99"],
         higher_is_better: false,
     },
+    Metric {
+        name: "server CPU ns/request",
+        path: &["server_cpu_ns_per_item"],
+        higher_is_better: false,
+    },
 ];
 
 /// Prints the table; `Ok(false)` when any run failed its checks.
@@ -120,10 +130,23 @@ pub fn table(runs: &[Value]) -> String {
         }
         by_label.insert((label, target), run);
     }
-    let mut out = String::from(
-        "| scenario | metric | herald | nats | redis | herald/nats | herald/redis |\n\
-         |---|---|---:|---:|---:|---:|---:|\n",
-    );
+    // Columns for the targets that appear, herald first, then a herald/peer ratio per peer.
+    let targets: Vec<&str> = TARGETS
+        .iter()
+        .copied()
+        .filter(|t| *t == "herald" || by_label.keys().any(|(_, target)| target == t))
+        .collect();
+    let peers = &targets[1..];
+    let mut out = String::from("| scenario | metric |");
+    for t in &targets {
+        out.push_str(&format!(" {t} |"));
+    }
+    for p in peers {
+        out.push_str(&format!(" herald/{p} |"));
+    }
+    out.push_str("\n|---|---|");
+    out.push_str(&"---:|".repeat(targets.len() + peers.len()));
+    out.push('\n');
     let mut failures = Vec::new();
     for label in &labels {
         let cell = |target: &str| by_label.get(&(label.clone(), target.to_string())).copied();
@@ -159,11 +182,11 @@ pub fn table(runs: &[Value]) -> String {
             }
         }
         for metric in metrics {
-            let values: Vec<Option<f64>> = TARGETS
+            let values: Vec<Option<f64>> = targets
                 .iter()
                 .map(|t| cell(t).and_then(|r| lookup(r, metric.path)))
                 .collect();
-            let shown: Vec<String> = TARGETS
+            let shown: Vec<String> = targets
                 .iter()
                 .zip(&values)
                 .map(|(t, v)| {
@@ -185,15 +208,14 @@ pub fn table(runs: &[Value]) -> String {
                 }
                 _ => "–".into(),
             };
-            out.push_str(&format!(
-                "| {label} | {} | {} | {} | {} | {} | {} |\n",
-                metric.name,
-                shown[0],
-                shown[1],
-                shown[2],
-                ratio(values[1]),
-                ratio(values[2])
-            ));
+            out.push_str(&format!("| {label} | {} |", metric.name));
+            for cell in &shown {
+                out.push_str(&format!(" {cell} |"));
+            }
+            for v in &values[1..] {
+                out.push_str(&format!(" {} |", ratio(*v)));
+            }
+            out.push('\n');
         }
     }
     if !failures.is_empty() {
@@ -249,5 +271,30 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("lat / redis: 3 lost"), "{t}");
+        assert!(
+            !t.contains("hello"),
+            "no hello column without hello runs: {t}"
+        );
+    }
+
+    #[test]
+    fn rest_against_the_hello_peer() {
+        let runs = vec![
+            json!({"label":"rest-16","scenario":"rest","target":"herald","pass":true,
+                   "requests_per_sec":70_000.0,"latency_us":{"p99":600.0}}),
+            json!({"label":"rest-16","scenario":"rest","target":"hello","pass":true,
+                   "requests_per_sec":100_000.0,"latency_us":{"p99":300.0}}),
+        ];
+        let t = table(&runs);
+        assert!(
+            t.starts_with(
+                "| scenario | metric | herald | hello | herald/hello |\n|---|---|---:|---:|---:|\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| rest-16 | requests/s | 70.0 k | 100.0 k | 0.70 (behind) |"),
+            "{t}"
+        );
     }
 }

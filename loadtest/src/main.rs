@@ -9,12 +9,14 @@
 //!   `checker.rs` (lost / duplicated / reordered), `latency.rs` (HDR histogram).
 //! - `report.rs` (table, JSON), `compare.rs` (`report` subcommand), `progress.rs`,
 //!   `http.rs` (minimal HTTP/1.1 client), `clock.rs`.
+//! - `hello.rs`: `hello-server`, the bare hyper peer for the `rest` scenario.
 
 mod checker;
 mod cli;
 mod client;
 mod clock;
 mod compare;
+mod hello;
 mod http;
 mod latency;
 mod payload;
@@ -85,6 +87,7 @@ async fn run(cli: Cli) -> Result<bool> {
             (scenario::soak::run(args).await?, output)
         }
         Command::Report(args) => return compare::run(&args),
+        Command::HelloServer(args) => return hello::serve(args).await.map(|()| true),
     };
     let pass = report.pass();
     report.print(&output);

@@ -21,6 +21,9 @@ pub enum TargetKind {
     Nats,
     /// redis-server, RESP PUBLISH/SUBSCRIBE.
     Redis,
+    /// `herald-load hello-server`: a bare hyper 1 server answering every request with a small
+    /// JSON body, the peer for the `rest` scenario (REST only).
+    Hello,
 }
 
 impl TargetKind {
@@ -29,7 +32,13 @@ impl TargetKind {
             Self::Herald => 8080,
             Self::Nats => 4222,
             Self::Redis => 6379,
+            Self::Hello => 8081,
         }
+    }
+
+    /// Whether the target speaks publish/subscribe (every target but the REST-only hello server).
+    pub fn is_pubsub(self) -> bool {
+        self != Self::Hello
     }
 }
 
@@ -39,6 +48,7 @@ impl fmt::Display for TargetKind {
             Self::Herald => "herald",
             Self::Nats => "nats",
             Self::Redis => "redis",
+            Self::Hello => "hello",
         })
     }
 }
@@ -93,6 +103,7 @@ impl Endpoint {
             TargetKind::Herald => self.ws_url(),
             TargetKind::Nats => format!("nats://{}", self.addr),
             TargetKind::Redis => format!("redis://{}", self.addr),
+            TargetKind::Hello => format!("http://{}", self.addr),
         }
     }
 
@@ -134,7 +145,7 @@ fn split_url(url: &str) -> Result<(String, Option<u16>, String)> {
 }
 
 /// Resolves `host` and keeps its IPv4 loopback address, or explains why not.
-fn loopback_v4(host: &str, port: u16) -> Result<SocketAddrV4> {
+pub fn loopback_v4(host: &str, port: u16) -> Result<SocketAddrV4> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve {host:?}"))?

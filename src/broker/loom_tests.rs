@@ -134,24 +134,28 @@ fn ring_reader_racing_overwrites_gets_a_gap_free_run_and_a_true_completeness_fla
 }
 
 fn item(text: &'static str) -> Outgoing {
-    Outgoing::Event(Frame::from_static(text))
+    Outgoing::Event(Arc::new(StoredEvent {
+        seq: 0,
+        frame: Frame::from_static(text),
+        id: 0..0,
+        payload: 0..0,
+        ts: 0..0,
+    }))
 }
 
 fn text(item: Outgoing) -> String {
-    match item {
-        Outgoing::Event(f) | Outgoing::Frame(f) => f.as_str().to_string(),
-        Outgoing::Batch(fs) => fs.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("+"),
-    }
+    item.frames()
+        .iter()
+        .map(|f| f.as_str())
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// Everything queued, one string per frame.
 fn drain(outbox: &Outbox) -> Vec<String> {
     let mut out = Vec::new();
     while let Some(item) = outbox.pop() {
-        match item {
-            Outgoing::Event(f) | Outgoing::Frame(f) => out.push(f.as_str().to_string()),
-            Outgoing::Batch(fs) => out.extend(fs.iter().map(|f| f.as_str().to_string())),
-        }
+        out.extend(item.frames().iter().map(|f| f.as_str().to_string()));
     }
     out
 }

@@ -6,6 +6,7 @@
 //! publish reads it without a lock. A publish serializes its event frame once; the same buffer goes
 //! into the topic's replay ring and into every subscriber's outbox.
 
+mod history;
 #[cfg(all(test, herald_loom))]
 mod loom_tests;
 mod name;
@@ -13,21 +14,24 @@ pub mod outbox;
 pub mod ring;
 mod topic;
 
-use std::ops::Range;
+use std::ops::{AddAssign, Range};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use parking_lot::Mutex;
 
 pub use name::TopicName;
 pub use outbox::{Outbox, Outgoing, Pushed};
 pub use ring::Ring;
-pub use topic::{Payload, Published, Replay, SubscribeAck, Subscriber, Topic};
+pub(crate) use topic::EventBuilder;
+pub use topic::{new_epoch, Identity, Payload, Published, Replay, SubscribeAck, Subscriber, Topic};
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::{self, Histogram};
 
 /// A ready-to-send text frame. It is validated UTF-8 and cheap to clone (reference-counted
 /// `Bytes`), so one serialized event is shared by every subscriber and the ring.
@@ -83,6 +87,31 @@ pub struct TopicStats {
     pub dropped: u64,
 }
 
+/// What happened to published events, for `/metrics`: counted per topic, summed at scrape time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventCounts {
+    /// Messages published into topics.
+    pub published: u64,
+    /// Live events enqueued to subscribers (one per subscriber per message).
+    pub delivered: u64,
+    /// Events evicted from a full queue under `drop_oldest`.
+    pub dropped_oldest: u64,
+    /// Events not enqueued because the subscriber's queue had overflowed under `disconnect`.
+    pub dropped_slow_consumer: u64,
+    /// Events not enqueued because the subscriber's connection was closing.
+    pub dropped_closed: u64,
+}
+
+impl AddAssign for EventCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.published += other.published;
+        self.delivered += other.delivered;
+        self.dropped_oldest += other.dropped_oldest;
+        self.dropped_slow_consumer += other.dropped_slow_consumer;
+        self.dropped_closed += other.dropped_closed;
+    }
+}
+
 /// The topic registry and the settings the engine enforces.
 #[derive(Debug)]
 pub struct Broker {
@@ -94,7 +123,8 @@ pub struct Broker {
     next_conn: AtomicU64,
     /// Replay ring size for new topics.
     ring_size: usize,
-    /// Whether subscribe/publish create a missing topic.
+    /// Whether subscribe/publish create a missing topic here. Off in cluster mode, where topics
+    /// are created in the shared registry and then [`Broker::install`]ed on every node.
     auto_create: bool,
     /// Upper bound on `topic_count`.
     max_topics: usize,
@@ -104,8 +134,11 @@ pub struct Broker {
     max_publish_rate: u32,
     /// When the broker started, for `/health`.
     started: Instant,
-    /// Drops counted by topics that were deleted since, so the total never goes backwards.
-    retired_dropped: AtomicU64,
+    /// Counts of topics deleted since, so totals never go backwards. Held while a topic moves
+    /// from the map to here and while a scrape sums, so a scrape sees it in exactly one place.
+    retired: Mutex<EventCounts>,
+    /// Publish-to-enqueue latency (sharded, so publishers on different threads do not contend).
+    publish_latency: Histogram,
 }
 
 impl Broker {
@@ -116,12 +149,13 @@ impl Broker {
             topic_count: AtomicUsize::new(0),
             next_conn: AtomicU64::new(1),
             ring_size: config.ring_buffer_size,
-            auto_create: config.auto_create_topics,
+            auto_create: config.auto_create_topics && config.nats_url.is_none(),
             max_topics: config.max_topics,
             max_message_bytes: config.max_message_bytes,
             max_publish_rate: config.max_publish_rate,
             started: Instant::now(),
-            retired_dropped: AtomicU64::new(0),
+            retired: Mutex::new(EventCounts::default()),
+            publish_latency: metrics::publish_latency_histogram(),
         }
     }
 
@@ -195,8 +229,74 @@ impl Broker {
         }
     }
 
+    /// Cluster mode: makes `identity` the live topic called `name`. A topic of another generation
+    /// is replaced, and its subscribers get `topic_deleted`; the same generation is kept as is.
+    pub fn install(&self, name: &TopicName, identity: Identity) -> Arc<Topic> {
+        let fresh = || {
+            Arc::new(Topic::with_identity(
+                name.clone(),
+                self.ring_size,
+                self.max_publish_rate,
+                identity.clone(),
+            ))
+        };
+        match self.topics.entry(name.clone()) {
+            Entry::Occupied(mut e) => {
+                if e.get().generation() == identity.generation {
+                    return e.get().clone();
+                }
+                let topic = fresh();
+                let mut retired = self.retired.lock();
+                let old = e.insert(topic.clone());
+                old.close();
+                *retired += old.event_counts();
+                topic
+            }
+            Entry::Vacant(e) => {
+                // The shared registry already decided the topic exists: no MAX_TOPICS refusal.
+                self.topic_count.fetch_add(1, Ordering::AcqRel);
+                let topic = fresh();
+                e.insert(topic.clone());
+                topic
+            }
+        }
+    }
+
+    /// Cluster mode: removes `name` if its local life is older than `generation` (a deletion
+    /// recorded at that registry revision). Returns whether a topic was removed.
+    pub fn retire(&self, name: &str, generation: u64) -> bool {
+        let Some((_, topic)) = self
+            .topics
+            .remove_if(name, |_, t| t.generation() < generation)
+        else {
+            return false;
+        };
+        self.topic_count.fetch_sub(1, Ordering::AcqRel);
+        let mut retired = self.retired.lock();
+        topic.close();
+        *retired += topic.event_counts();
+        true
+    }
+
+    /// Whether another topic may be created (`MAX_TOPICS`); `LIMIT_EXCEEDED` when not.
+    pub fn check_topic_limit(&self) -> Result<(), ApiError> {
+        if self.topic_count() >= self.max_topics {
+            return Err(ApiError::new(
+                ErrorCode::LimitExceeded,
+                format!("MAX_TOPICS ({}) reached", self.max_topics),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Largest payload accepted, bytes of compact JSON.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
     /// Removes `name`: its subscribers get `topic_deleted` and are unsubscribed.
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
+        let mut retired = self.retired.lock();
         let Some((_, topic)) = self.topics.remove(name) else {
             return Err(ApiError::new(
                 ErrorCode::TopicNotFound,
@@ -204,9 +304,9 @@ impl Broker {
             ));
         };
         self.topic_count.fetch_sub(1, Ordering::AcqRel);
+        // After `close` no publish can change the topic's counts any more.
         topic.close();
-        self.retired_dropped
-            .fetch_add(topic.dropped(), Ordering::Relaxed);
+        *retired += topic.event_counts();
         Ok(())
     }
 
@@ -218,12 +318,14 @@ impl Broker {
         id: Option<&str>,
         payload: Payload<'_>,
     ) -> Result<Published, ApiError> {
+        let start = Instant::now();
         let mut frame = topic::EventBuilder::new(name, id, payload, self.max_message_bytes)?;
         // A topic deleted between lookup and publish is looked up once more: with auto-create the
         // message lands in the new topic, otherwise the caller hears TOPIC_NOT_FOUND.
         for _ in 0..2 {
             let topic = self.resolve(name)?;
             if let Some(published) = topic.publish(&mut frame)? {
+                self.publish_latency.observe_duration(start.elapsed());
                 return Ok(published);
             }
         }
@@ -256,8 +358,22 @@ impl Broker {
 
     /// Events dropped under `drop_oldest` since start, deleted topics included.
     pub fn dropped_total(&self) -> u64 {
-        let live: u64 = self.topics.iter().map(|e| e.value().dropped()).sum();
-        live + self.retired_dropped.load(Ordering::Relaxed)
+        self.event_counts().dropped_oldest
+    }
+
+    /// Event counts since start, deleted topics included.
+    pub fn event_counts(&self) -> EventCounts {
+        let retired = self.retired.lock();
+        let mut total = *retired;
+        for entry in self.topics.iter() {
+            total += entry.value().event_counts();
+        }
+        total
+    }
+
+    /// Publish-to-enqueue latency so far.
+    pub fn publish_latency(&self) -> metrics::HistogramSnapshot {
+        self.publish_latency.snapshot()
     }
 
     /// Every topic with its counts, sorted by name.

@@ -7,22 +7,48 @@
 
 use std::future::poll_fn;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::Poll;
 
-use super::Frame;
+use super::{Frame, StoredEvent};
 use crate::config::SlowConsumerPolicy;
 use crate::sync::{ArrayQueue, AtomicBool, AtomicU64, AtomicWaker};
 
 /// What a writer sends: one frame, or frames that must stay together and in order (a subscribe
 /// ack followed by its replay), which take a single queue slot so a replay cannot overflow it.
+///
+/// Two words, so a queue slot (with its stamp) is 24 bytes: `SUBSCRIBER_QUEUE_SIZE` slots are
+/// allocated up front for every connection, and a 32-byte `Bytes` per slot would double that.
+/// An event shares the topic's ring entry (one reference count per subscriber, as before).
 #[derive(Debug, Clone)]
 pub enum Outgoing {
     /// A live event: the only kind `drop_oldest` may discard.
-    Event(Frame),
+    Event(Arc<StoredEvent>),
     /// One text frame that is not an event (a reply or an info frame); never silently dropped.
-    Frame(Frame),
+    Frame(Box<Frame>),
     /// Several text frames, sent in order.
-    Batch(Box<[Frame]>),
+    Batch(Box<Vec<Frame>>),
+}
+
+impl Outgoing {
+    /// A reply or info frame.
+    pub fn frame(frame: Frame) -> Self {
+        Self::Frame(Box::new(frame))
+    }
+
+    /// Frames that go out together, in order.
+    pub fn batch(frames: Vec<Frame>) -> Self {
+        Self::Batch(Box::new(frames))
+    }
+
+    /// The text frames this item sends, in order.
+    pub fn frames(&self) -> &[Frame] {
+        match self {
+            Self::Event(event) => std::slice::from_ref(&event.frame),
+            Self::Frame(frame) => std::slice::from_ref(frame),
+            Self::Batch(frames) => frames,
+        }
+    }
 }
 
 /// What happened to a pushed item.
@@ -218,14 +244,25 @@ mod tests {
     use super::*;
 
     fn frame(s: &'static str) -> Outgoing {
-        Outgoing::Event(Frame::from_static(s))
+        Outgoing::Event(Arc::new(StoredEvent {
+            seq: 1,
+            frame: Frame::from_static(s),
+            id: 0..0,
+            payload: 0..0,
+            ts: 0..0,
+        }))
     }
 
     fn text(o: Option<Outgoing>) -> String {
-        match o {
-            Some(Outgoing::Event(f) | Outgoing::Frame(f)) => f.as_str().to_string(),
-            other => panic!("expected a frame, got {other:?}"),
+        match o.as_ref().map(Outgoing::frames) {
+            Some([f]) => f.as_str().to_string(),
+            _ => panic!("expected one frame, got {o:?}"),
         }
+    }
+
+    #[test]
+    fn a_slot_is_two_words() {
+        assert_eq!(std::mem::size_of::<Outgoing>(), 16);
     }
 
     #[test]
@@ -256,7 +293,7 @@ mod tests {
     #[test]
     fn drop_oldest_never_drops_a_reply() {
         let o = Outbox::new(2, SlowConsumerPolicy::DropOldest);
-        o.push(Outgoing::Frame(Frame::from_static("ack")));
+        o.push(Outgoing::frame(Frame::from_static("ack")));
         o.push(frame("1"));
         assert_eq!(o.push(frame("2")), Pushed::Rejected);
         assert!(o.overflowed());

@@ -21,10 +21,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use simd_json::prelude::Writable;
 
+use super::history::{History, SparseRing};
 use super::outbox::{Outbox, Outgoing, Pushed};
 use super::ring::Ring;
-use super::{ConnId, Frame, StoredEvent, TopicName};
-use crate::clock::{self, Timestamp};
+use super::{ConnId, EventCounts, Frame, StoredEvent, TopicName};
+use crate::clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::server as frames;
 use crate::sync::{ArcSwap, AtomicBool, AtomicU64, Mutex};
@@ -83,20 +84,48 @@ pub struct Published {
     pub seq: u64,
 }
 
-/// An event frame built up to its `seq`, which only the topic's sequencer can add.
+/// An event frame built up to its `seq`, which only the topic's sequencer can add. In cluster
+/// mode the publishing node sends exactly these bytes through the backplane and every node adds
+/// the stream's `seq`, so the frame is serialized once for the whole cluster.
 #[derive(Debug)]
 pub(crate) struct EventBuilder {
     /// `{"type":"event",...,"seq":` so far.
-    buf: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
     /// Where the id literal lies in `buf`.
-    id: Range<usize>,
+    pub(crate) id: Range<usize>,
     /// Where the payload lies in `buf`.
-    payload: Range<usize>,
+    pub(crate) payload: Range<usize>,
     /// Where the timestamp lies in `buf`.
-    ts: Range<usize>,
+    pub(crate) ts: Range<usize>,
 }
 
 impl EventBuilder {
+    /// Takes back a frame prefix built by [`EventBuilder::new`] on another node; `None` unless it
+    /// is UTF-8, belongs to `topic`, ends where a `seq` goes and its ranges lie inside it.
+    pub(crate) fn from_parts(
+        topic: &TopicName,
+        buf: Vec<u8>,
+        id: Range<usize>,
+        payload: Range<usize>,
+        ts: Range<usize>,
+    ) -> Option<Self> {
+        let text = std::str::from_utf8(&buf).ok()?;
+        let head = text
+            .strip_prefix(r#"{"type":"event","topic":""#)?
+            .strip_prefix(topic.as_str())?;
+        let ok = head.starts_with('"')
+            && text.ends_with(r#","seq":"#)
+            && [&id, &payload, &ts]
+                .iter()
+                .all(|r| r.start <= r.end && text.get((*r).clone()).is_some());
+        ok.then_some(Self {
+            buf,
+            id,
+            payload,
+            ts,
+        })
+    }
+
     /// Serializes everything but the `seq`; `PAYLOAD_TOO_LARGE` past `max_payload` bytes.
     pub(crate) fn new(
         topic: &TopicName,
@@ -157,6 +186,11 @@ impl EventBuilder {
     }
 }
 
+/// A fresh opaque epoch: 16 hex digits of a random UUID.
+pub fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_string()
+}
+
 /// Per-topic token bucket for `MAX_PUBLISH_RATE` (burst = one second's worth).
 #[derive(Debug)]
 struct RateLimiter {
@@ -192,6 +226,19 @@ struct Sequencer {
     limiter: Option<RateLimiter>,
 }
 
+/// Who a topic is in cluster mode: the identity every node gives it, from the shared registry.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The epoch clients see.
+    pub epoch: Box<str>,
+    /// When it was created (RFC 3339).
+    pub created_at: Box<str>,
+    /// The registry revision that created it; a higher one is a later life of the same name.
+    pub generation: u64,
+    /// Whether this node joined after the topic had messages (its ring comes from the stream).
+    pub rebuilt: bool,
+}
+
 /// A topic.
 #[derive(Debug)]
 pub struct Topic {
@@ -201,18 +248,43 @@ pub struct Topic {
     /// resuming client can tell its `since_seq` belongs to another life of the topic.
     epoch: Box<str>,
     /// When it was created, for `GET /topics/{name}`.
-    created_at: Timestamp,
+    created_at: Box<str>,
+    /// The cluster registry revision of this life of the topic; 0 on a single node.
+    generation: u64,
     /// Current subscribers; replaced copy-on-write, read lock-free by publishers.
     subscribers: ArcSwap<Vec<Subscriber>>,
     /// Orders publishes and subscription changes (see the module docs).
     sequencer: Mutex<Sequencer>,
     /// The last `RING_BUFFER_SIZE` events.
-    ring: Ring,
+    ring: History,
     /// Set once the topic is removed from the registry; late publishers and subscribers retry.
     deleted: AtomicBool,
     /// Events evicted from subscribers' outboxes under `drop_oldest` (PROTOCOL.md §1). Written
     /// only by the sequencer's holder, once per publish that dropped something.
     dropped: AtomicU64,
+    /// The rest of the topic's event counts, for `/metrics`.
+    tally: Tally,
+}
+
+/// A topic's event counts besides `dropped`. Only the sequencer's holder writes them, so a write
+/// is a plain load and store (no locked read-modify-write) and readers never block a publish.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Messages published.
+    published: AtomicU64,
+    /// Events enqueued to subscribers.
+    delivered: AtomicU64,
+    /// Events refused by an outbox that overflowed under `disconnect`.
+    rejected_overflow: AtomicU64,
+    /// Events refused by an outbox whose connection was closing.
+    rejected_closed: AtomicU64,
+}
+
+/// Adds `n` to a counter that only the sequencer's holder writes.
+fn bump(counter: &AtomicU64, n: u64) {
+    if n > 0 {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
 }
 
 impl Topic {
@@ -225,14 +297,37 @@ impl Topic {
         });
         Self {
             name,
-            epoch: uuid::Uuid::new_v4().simple().to_string()[..16].into(),
-            created_at: clock::now(),
+            epoch: new_epoch().into(),
+            created_at: clock::now().as_str().into(),
+            generation: 0,
             subscribers: ArcSwap::from_pointee(Vec::new()),
             sequencer: Mutex::new(Sequencer { seq: 0, limiter }),
-            ring: Ring::new(ring_size),
+            ring: History::Dense(Ring::new(ring_size)),
             deleted: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            tally: Tally::default(),
         }
+    }
+
+    /// A cluster-mode topic: its identity comes from the shared registry and its `seq`s from the
+    /// stream, so they skip numbers.
+    pub fn with_identity(
+        name: TopicName,
+        ring_size: usize,
+        max_publish_rate: u32,
+        identity: Identity,
+    ) -> Self {
+        let mut topic = Self::new(name, ring_size, max_publish_rate);
+        topic.epoch = identity.epoch;
+        topic.created_at = identity.created_at;
+        topic.generation = identity.generation;
+        topic.ring = History::Sparse(SparseRing::new(ring_size, identity.rebuilt));
+        topic
+    }
+
+    /// The cluster registry revision of this life of the topic (0 on a single node).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Its name.
@@ -247,11 +342,16 @@ impl Topic {
 
     /// When it was created.
     pub fn created_at(&self) -> &str {
-        self.created_at.as_str()
+        &self.created_at
     }
 
-    /// Latest `seq` (0 before the first message); equals messages published on a single node.
+    /// Messages published since the topic was created (in cluster mode: that this node saw).
     pub fn messages(&self) -> u64 {
+        self.ring.messages()
+    }
+
+    /// Latest `seq` (0 before the first message).
+    pub fn seq(&self) -> u64 {
         self.ring.head()
     }
 
@@ -263,6 +363,18 @@ impl Topic {
     /// Events dropped for slow subscribers under `drop_oldest`.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// What happened to this topic's events so far.
+    pub fn event_counts(&self) -> EventCounts {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        EventCounts {
+            published: load(&self.tally.published),
+            delivered: load(&self.tally.delivered),
+            dropped_oldest: load(&self.dropped),
+            dropped_slow_consumer: load(&self.tally.rejected_overflow),
+            dropped_closed: load(&self.tally.rejected_closed),
+        }
     }
 
     /// Whether the topic was deleted.
@@ -292,6 +404,42 @@ impl Topic {
         }
         sequencer.seq += 1;
         let seq = sequencer.seq;
+        let published = self.store_and_fan_out(seq, event)?;
+        drop(sequencer);
+        Ok(Some(published))
+    }
+
+    /// Cluster mode: a publish that the backplane ordered at `seq`. Events at or below the last
+    /// applied `seq` (a consumer replaying after a reconnect) are skipped. Returns false when the
+    /// topic was deleted meanwhile.
+    pub(crate) fn apply(&self, seq: u64, event: &mut EventBuilder) -> Result<bool, ApiError> {
+        let mut sequencer = self.sequencer.lock();
+        if self.is_deleted() {
+            return Ok(false);
+        }
+        if seq > sequencer.seq {
+            sequencer.seq = seq;
+            self.store_and_fan_out(seq, event)?;
+        }
+        Ok(true)
+    }
+
+    /// Cluster mode: takes a `MAX_PUBLISH_RATE` token before the publish leaves this node.
+    pub(crate) fn take_publish_token(&self) -> Result<(), ApiError> {
+        let mut sequencer = self.sequencer.lock();
+        match sequencer.limiter.as_mut().map(RateLimiter::try_take) {
+            Some(false) => Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!("topic `{}` is over MAX_PUBLISH_RATE", self.name),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Completes the frame with `seq`, stores it and queues it for every subscriber. The caller
+    /// holds the sequencer.
+    #[inline]
+    fn store_and_fan_out(&self, seq: u64, event: &mut EventBuilder) -> Result<Published, ApiError> {
         let mut buf = mem::take(&mut event.buf);
         let _ = write!(buf, "{seq}}}");
         let frame = Frame::try_from(Bytes::from(buf))
@@ -303,21 +451,29 @@ impl Topic {
             payload: event.payload.clone(),
             ts: event.ts.clone(),
         });
-        let mut dropped = 0;
+        let (mut delivered, mut dropped, mut overflowed, mut closed) = (0, 0, 0, 0);
         for subscriber in self.subscribers.load().iter() {
             // An overflowed outbox is closed by its own writer task; the publisher never waits.
-            let pushed = subscriber
-                .outbox
-                .push(Outgoing::Event(stored.frame.clone()));
-            dropped += u64::from(pushed == Pushed::DroppedOldest);
+            match subscriber.outbox.push(Outgoing::Event(stored.clone())) {
+                Pushed::Queued => delivered += 1,
+                Pushed::DroppedOldest => {
+                    delivered += 1;
+                    dropped += 1;
+                }
+                Pushed::Rejected if subscriber.outbox.is_closed() => closed += 1,
+                Pushed::Rejected => overflowed += 1,
+            }
         }
         if dropped > 0 {
             self.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
+        bump(&self.tally.published, 1);
+        bump(&self.tally.delivered, delivered);
+        bump(&self.tally.rejected_overflow, overflowed);
+        bump(&self.tally.rejected_closed, closed);
         let id_json = stored.id_json().into();
         self.ring.push(stored);
-        drop(sequencer);
-        Ok(Some(Published { id_json, seq }))
+        Ok(Published { id_json, seq })
     }
 
     /// Adds `subscriber` (idempotent) and queues the ack built by `ack` followed by the replay.
@@ -367,8 +523,8 @@ impl Topic {
         out.extend(events.iter().map(|e| e.frame.clone()));
         let item = match out.len() {
             0 => None,
-            1 => out.pop().map(Outgoing::Frame),
-            _ => Some(Outgoing::Batch(out.into_boxed_slice())),
+            1 => out.pop().map(Outgoing::frame),
+            _ => Some(Outgoing::batch(out)),
         };
         if let Some(item) = item {
             subscriber.outbox.push(item);
@@ -399,7 +555,7 @@ impl Topic {
         }
         let info = frames::info_topic_deleted(&self.name);
         for subscriber in gone.iter() {
-            subscriber.outbox.push(Outgoing::Frame(info.clone()));
+            subscriber.outbox.push(Outgoing::frame(info.clone()));
         }
     }
 }
@@ -428,10 +584,7 @@ mod tests {
     fn texts(o: &Outbox) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(item) = o.pop() {
-            match item {
-                Outgoing::Event(f) | Outgoing::Frame(f) => out.push(f.as_str().to_string()),
-                Outgoing::Batch(fs) => out.extend(fs.iter().map(|f| f.as_str().to_string())),
-            }
+            out.extend(item.frames().iter().map(|f| f.as_str().to_string()));
         }
         out
     }

@@ -10,8 +10,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
+use tracing::debug;
 
-use super::{rest, upgrade, State};
+use super::{assets, rest, upgrade, State};
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::server::write_json_str;
 
@@ -24,7 +25,12 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<HttpResponse, Infallible> {
-    let mut response = route(state, req, peer).await;
+    let method = req.method().clone();
+    let template = route_template(req.uri().path());
+    let mut response = route(state.clone(), req, peer).await;
+    let status = response.status().as_u16();
+    state.metrics.http_request(template, &method, status);
+    debug!(%method, route = template, status, "request");
     // The API is meant to be called from browser dashboards on other origins; auth is by key,
     // never by cookie, so a wildcard origin exposes nothing.
     response.headers_mut().insert(
@@ -48,17 +54,20 @@ async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> H
         }
         ["readyz"] => {
             return allow(&req, &[Method::GET, Method::HEAD]).unwrap_or_else(|| {
-                if state.shutdown.is_cancelled() {
-                    json(
+                match state.unready() {
+                    Some(why) => json(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        r#"{"status":"draining"}"#.into(),
-                    )
-                } else {
-                    json(StatusCode::OK, r#"{"status":"ready"}"#.into())
+                        format!(r#"{{"status":"{why}"}}"#),
+                    ),
+                    None => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
                 }
             })
         }
         _ => {}
+    }
+    // The API documents and the dashboard's files hold no data (PROTOCOL.md §4 lists what needs a key).
+    if let Some(asset) = assets::lookup(&path) {
+        return allow(&req, &[Method::GET, Method::HEAD]).unwrap_or_else(|| assets::serve(asset));
     }
     if let Some(expected) = &state.config.api_key {
         if !authorized(&req, expected) {
@@ -73,25 +82,25 @@ async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> H
     match segments.as_slice() {
         ["ws"] => match allow(&req, &get) {
             Some(r) => r,
-            None => upgrade::upgrade(state, req, peer, None),
+            None => upgrade::upgrade(state, req, peer, None).await,
         },
         ["ws", "sub", topic] => match allow(&req, &get) {
             Some(r) => r,
             None => {
                 let topic = percent_decode(topic);
-                upgrade::upgrade(state, req, peer, Some(topic))
+                upgrade::upgrade(state, req, peer, Some(topic)).await
             }
         },
         ["topics"] => match *req.method() {
-            Method::GET => rest::list_topics(&state),
+            Method::GET | Method::HEAD => rest::list_topics(&state),
             Method::POST => rest::create_topic(&state, req).await,
             _ => method_not_allowed(&[Method::GET, Method::POST]),
         },
         ["topics", name] => {
             let name = percent_decode(name);
             match *req.method() {
-                Method::GET => rest::get_topic(&state, &name),
-                Method::DELETE => rest::delete_topic(&state, &name),
+                Method::GET | Method::HEAD => rest::get_topic(&state, &name),
+                Method::DELETE => rest::delete_topic(&state, &name).await,
                 _ => method_not_allowed(&[Method::GET, Method::DELETE]),
             }
         }
@@ -120,6 +129,39 @@ async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> H
     }
 }
 
+/// The route template of `path`, for metrics and logs: never the raw path, so the label set
+/// stays small whatever clients send, and no topic name or query string reaches a log line.
+/// Keep in step with [`route`]; unknown paths are `other`.
+pub(crate) fn route_template(path: &str) -> &'static str {
+    let mut segments = path.trim_start_matches('/').split('/');
+    let segments = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    );
+    match segments {
+        (Some("ws"), None, ..) => "/ws",
+        (Some("ws"), Some("sub"), Some(_), None) => "/ws/sub/{topic}",
+        (Some("topics"), None, ..) => "/topics",
+        (Some("topics"), Some(_), None, _) => "/topics/{name}",
+        (Some("topics"), Some(_), Some("history"), None) => "/topics/{name}/history",
+        (Some("publish"), None, ..) => "/publish",
+        (Some("pub"), Some(_), None, _) => "/pub/{topic}",
+        (Some("health"), None, ..) => "/health",
+        (Some("stats"), None, ..) => "/stats",
+        (Some("metrics"), None, ..) => "/metrics",
+        (Some("livez"), None, ..) => "/livez",
+        (Some("readyz"), None, ..) => "/readyz",
+        (Some("openapi.json"), None, ..) => "/openapi.json",
+        (Some("asyncapi.yaml"), None, ..) => "/asyncapi.yaml",
+        (Some("dashboard"), None, ..) => "/dashboard",
+        (Some("dashboard"), Some("app.js"), None, _) => "/dashboard/app.js",
+        (Some("dashboard"), Some("style.css"), None, _) => "/dashboard/style.css",
+        _ => "other",
+    }
+}
+
 /// `None` when the request's method is allowed, else the 405 response.
 fn allow<B>(req: &Request<B>, methods: &[Method]) -> Option<HttpResponse> {
     if methods.contains(req.method())
@@ -132,9 +174,13 @@ fn allow<B>(req: &Request<B>, methods: &[Method]) -> Option<HttpResponse> {
 }
 
 fn method_not_allowed(methods: &[Method]) -> HttpResponse {
+    // Every GET route answers HEAD too (`allow` above), so the header says so.
+    let head =
+        (methods.contains(&Method::GET) && !methods.contains(&Method::HEAD)).then_some("HEAD");
     let allow = methods
         .iter()
         .map(Method::as_str)
+        .chain(head)
         .chain(std::iter::once("OPTIONS"))
         .collect::<Vec<_>>()
         .join(", ");
@@ -242,6 +288,23 @@ pub(crate) fn error(err: &ApiError) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_templates_never_echo_the_path() {
+        assert_eq!(route_template("/topics/secret-name"), "/topics/{name}");
+        assert_eq!(
+            route_template("/topics/a/history"),
+            "/topics/{name}/history"
+        );
+        assert_eq!(route_template("/ws/sub/x"), "/ws/sub/{topic}");
+        assert_eq!(route_template("/ws"), "/ws");
+        assert_eq!(route_template("/pub/x"), "/pub/{topic}");
+        assert_eq!(route_template("/nope/1/2/3/4"), "other");
+        assert_eq!(route_template("/"), "other");
+        assert_eq!(route_template("/metrics/x"), "other");
+        assert_eq!(route_template("/dashboard/app.js"), "/dashboard/app.js");
+        assert_eq!(route_template("/dashboard/x.js"), "other");
+    }
 
     #[test]
     fn constant_time_eq_is_exact() {

@@ -18,6 +18,7 @@ use super::http::{error, json, query_param, HttpResponse};
 use super::{State, FRAME_ENVELOPE_BYTES};
 use crate::broker::{Payload, Published, TopicName};
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Readings;
 use crate::protocol::{self, Kind};
 
 /// Largest body of `POST /topics`; a topic name is at most 255 bytes.
@@ -101,7 +102,7 @@ pub(super) async fn create_topic(state: &State, req: Request<Incoming>) -> HttpR
                 .ok_or_else(|| ApiError::bad_request("`name` must be a string"))?,
         };
         let name = TopicName::parse(name)?;
-        state.broker.create_topic(&name)?;
+        state.backplane.create_topic(&state.broker, &name).await?;
         Ok(name)
     }
     .await;
@@ -117,8 +118,8 @@ pub(super) async fn create_topic(state: &State, req: Request<Incoming>) -> HttpR
 /// `GET /topics`.
 pub(super) fn list_topics(state: &State) -> HttpResponse {
     let topics: Vec<_> = state
-        .broker
-        .topics()
+        .backplane
+        .topics(&state.broker)
         .into_iter()
         .map(|t| json!({"name": t.name, "subscribers": t.subscribers, "messages": t.messages}))
         .collect();
@@ -138,26 +139,32 @@ fn existing(state: &State, name: &str) -> Result<Arc<crate::broker::Topic>, ApiE
 /// `GET /topics/{name}`.
 pub(super) fn get_topic(state: &State, name: &str) -> HttpResponse {
     match existing(state, name) {
-        Ok(topic) => json(
-            StatusCode::OK,
+        Ok(topic) => json(StatusCode::OK, {
+            let (subscribers, messages) = state.backplane.topic_counts(&topic);
             json!({
                 "name": topic.name().as_str(),
-                "subscribers": topic.subscriber_count(),
-                "messages": topic.messages(),
-                "seq": topic.messages(),
+                "subscribers": subscribers,
+                "messages": messages,
+                "seq": topic.seq(),
                 "epoch": topic.epoch(),
                 "created_at": topic.created_at(),
             })
-            .to_string(),
-        ),
+            .to_string()
+        }),
         Err(e) => error(&e),
     }
 }
 
 /// `DELETE /topics/{name}`.
-pub(super) fn delete_topic(state: &State, name: &str) -> HttpResponse {
-    let result =
-        TopicName::parse(name).and_then(|n| state.broker.delete_topic(n.as_str()).map(|_| n));
+pub(super) async fn delete_topic(state: &State, name: &str) -> HttpResponse {
+    let result = match TopicName::parse(name) {
+        Ok(n) => state
+            .backplane
+            .delete_topic(&state.broker, &n)
+            .await
+            .map(|_| n),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(name) => json(
             StatusCode::OK,
@@ -221,9 +228,11 @@ pub(super) async fn publish(state: &State, req: Request<Incoming>) -> HttpRespon
         let mut body = read_body(req, limit).await?.to_vec();
         let mut value = parse_object(&mut body)?;
         // The body is a publish frame without `type`; decoding it as one keeps both paths alike.
+        // A REST answer echoes no `request_id`, so any value is ignored rather than checked.
         if let Some(object) = value.as_object_mut() {
             object.insert("type".into(), BorrowedValue::from("publish"));
             object.remove("action");
+            object.remove("request_id");
         }
         let frame = protocol::decode(&value).map_err(|e| e.error)?;
         debug_assert_eq!(frame.kind, Kind::Publish);
@@ -231,8 +240,14 @@ pub(super) async fn publish(state: &State, req: Request<Incoming>) -> HttpRespon
             return Err(ApiError::bad_request("publish needs `topic` and a payload"));
         };
         let p = state
-            .broker
-            .publish(&topic, frame.message_id, Payload::Value(payload))?;
+            .backplane
+            .publish(
+                &state.broker,
+                &topic,
+                frame.message_id,
+                Payload::Value(payload),
+            )
+            .await?;
         Ok(published(&topic, &p))
     }
     .await;
@@ -253,9 +268,13 @@ pub(super) async fn publish_raw(
         let text = std::str::from_utf8(&body)
             .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
         let mut scratch = body.to_vec();
+        let (b, broker) = (&state.backplane, &state.broker);
         let p = match simd_json::to_borrowed_value(&mut scratch) {
-            Ok(value) => state.broker.publish(&topic, None, Payload::Value(&value))?,
-            Err(_) => state.broker.publish(&topic, None, Payload::Text(text))?,
+            Ok(value) => {
+                b.publish(broker, &topic, None, Payload::Value(&value))
+                    .await?
+            }
+            Err(_) => b.publish(broker, &topic, None, Payload::Text(text)).await?,
         };
         Ok(published(&topic, &p))
     }
@@ -264,7 +283,7 @@ pub(super) async fn publish_raw(
 }
 
 fn subscriptions(state: &State) -> (Vec<crate::broker::TopicStats>, usize) {
-    let topics = state.broker.topics();
+    let topics = state.backplane.topics(&state.broker);
     let total = topics.iter().map(|t| t.subscribers).sum();
     (topics, total)
 }
@@ -272,17 +291,18 @@ fn subscriptions(state: &State) -> (Vec<crate::broker::TopicStats>, usize) {
 /// `GET /health`.
 pub(super) fn health(state: &State) -> HttpResponse {
     let (topics, subscribers) = subscriptions(state);
-    json(
-        StatusCode::OK,
-        json!({
-            "status": "ok",
-            "uptime_sec": state.broker.uptime_secs(),
-            "topics": topics.len(),
-            "subscribers": subscribers,
-            "connections": state.session_count(),
-        })
-        .to_string(),
-    )
+    let (totals, nodes) = state.backplane.totals(state.node_counts());
+    let mut body = json!({
+        "status": "ok",
+        "uptime_sec": state.broker.uptime_secs(),
+        "topics": topics.len(),
+        "subscribers": subscribers,
+        "connections": totals.connections,
+    });
+    if state.backplane.is_cluster() {
+        body["nodes"] = nodes.into();
+    }
+    json(StatusCode::OK, body.to_string())
 }
 
 /// `GET /stats`.
@@ -297,77 +317,38 @@ pub(super) fn stats(state: &State) -> HttpResponse {
             )
         })
         .collect();
-    json(
-        StatusCode::OK,
-        json!({
-            "topics": per_topic,
-            "subscribers": subscribers,
-            "connections": state.session_count(),
-            "dropped": state.broker.dropped_total(),
-            "slow_consumer_disconnects": state.slow_consumer_disconnects.load(Ordering::Relaxed),
-            "uptime_sec": state.broker.uptime_secs(),
-        })
-        .to_string(),
-    )
+    let (totals, nodes) = state.backplane.totals(state.node_counts());
+    let mut body = json!({
+        "topics": per_topic,
+        "subscribers": subscribers,
+        "connections": totals.connections,
+        "dropped": totals.dropped,
+        "slow_consumer_disconnects": totals.slow_consumer_disconnects,
+        "uptime_sec": state.broker.uptime_secs(),
+    });
+    if state.backplane.is_cluster() {
+        body["nodes"] = nodes.into();
+    }
+    json(StatusCode::OK, body.to_string())
 }
 
-/// `GET /metrics`: Prometheus text exposition of the gauges the broker keeps.
+/// `GET /metrics`: the OpenMetrics text exposition (names in `crate::metrics`).
 pub(super) fn metrics(state: &State) -> HttpResponse {
-    let (topics, subscribers) = subscriptions(state);
-    let published: u64 = topics.iter().map(|t| t.messages).sum();
-    let mut body = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            body,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
+    let (topics, subscriptions) = subscriptions(state);
+    let readings = Readings {
+        connections: state.session_count(),
+        topics: topics.len(),
+        subscriptions,
+        events: state.broker.event_counts(),
+        slow_consumer_disconnects: state.slow_consumer_disconnects.load(Ordering::Relaxed),
+        backplane_up: state.backplane.is_ready(),
+        publish_latency: state.broker.publish_latency(),
+        uptime_secs: state.broker.uptime_secs(),
     };
-    metric(
-        "herald_connections",
-        "gauge",
-        "Open WebSocket connections.",
-        state.session_count() as u64,
-    );
-    metric(
-        "herald_topics",
-        "gauge",
-        "Topics that exist.",
-        topics.len() as u64,
-    );
-    metric(
-        "herald_subscriptions",
-        "gauge",
-        "Current subscriptions.",
-        subscribers as u64,
-    );
-    metric(
-        "herald_messages_published",
-        "gauge",
-        "Messages published to the topics that exist now.",
-        published,
-    );
-    metric(
-        "herald_events_dropped_total",
-        "counter",
-        "Events dropped for slow subscribers under SLOW_CONSUMER_POLICY=drop_oldest.",
-        state.broker.dropped_total(),
-    );
-    metric(
-        "herald_slow_consumer_disconnects_total",
-        "counter",
-        "Connections closed with SLOW_CONSUMER under SLOW_CONSUMER_POLICY=disconnect.",
-        state.slow_consumer_disconnects.load(Ordering::Relaxed),
-    );
-    metric(
-        "herald_uptime_seconds",
-        "counter",
-        "Seconds since start.",
-        state.broker.uptime_secs(),
-    );
-    let mut response = json(StatusCode::OK, body);
+    let mut response = json(StatusCode::OK, state.metrics.render(readings));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     response
 }

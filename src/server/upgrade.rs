@@ -3,6 +3,7 @@
 //! JSON error with a 4xx/5xx status.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,16 +11,12 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
-use tracing::debug;
+use tracing::{debug, Instrument, Span};
 
 use super::http::{error, query_param, HttpResponse};
-use super::write_buf::WriteBuf;
 use super::{session, State};
-use crate::broker::TopicName;
+use crate::broker::{ConnId, TopicName};
 use crate::error::{ApiError, ErrorCode};
 
 fn header_has_token<B>(req: &Request<B>, name: header::HeaderName, token: &str) -> bool {
@@ -30,14 +27,24 @@ fn header_has_token<B>(req: &Request<B>, name: header::HeaderName, token: &str) 
     })
 }
 
+/// RFC 6455 §4.1: the key is the base64 of 16 random bytes, so 22 base64 characters and `==`.
+fn is_valid_key(key: &HeaderValue) -> bool {
+    let bytes = key.as_bytes();
+    bytes.len() == 24
+        && bytes.ends_with(b"==")
+        && bytes[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
+}
+
 /// Answers an upgrade request on `/ws` or `/ws/sub/{topic}` (then `topic` is set).
-pub(super) fn upgrade(
+pub(super) async fn upgrade(
     state: Arc<State>,
     mut req: Request<Incoming>,
     peer: SocketAddr,
     topic: Option<String>,
 ) -> HttpResponse {
-    if state.shutdown.is_cancelled() {
+    if state.shutdown.is_cancelled() || state.draining.load(Ordering::Relaxed) {
         return error(&ApiError::new(
             ErrorCode::Unavailable,
             "server is shutting down",
@@ -82,6 +89,11 @@ pub(super) fn upgrade(
             "this route expects a WebSocket upgrade (Sec-WebSocket-Key missing)",
         ));
     };
+    if !is_valid_key(&key) {
+        return error(&ApiError::bad_request(
+            "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455 §4.1)",
+        ));
+    }
     if !is_upgrade || !version_ok {
         return error(&ApiError::bad_request(
             "this route expects a WebSocket upgrade (Upgrade: websocket, version 13)",
@@ -93,7 +105,11 @@ pub(super) fn upgrade(
         Err(e) => return error(&e),
     };
     if let Some(name) = &topic {
-        if !state.config.auto_create_topics && state.broker.get(name.as_str()).is_none() {
+        if state.backplane.is_cluster() {
+            if let Err(e) = state.backplane.ensure(&state.broker, name).await {
+                return error(&e);
+            }
+        } else if !state.config.auto_create_topics && state.broker.get(name.as_str()).is_none() {
             return error(&ApiError::new(
                 ErrorCode::TopicNotFound,
                 format!("topic `{name}` does not exist"),
@@ -102,27 +118,38 @@ pub(super) fn upgrade(
     }
     let client_id = query_param(req.uri().query(), "id")
         .or_else(|| query_param(req.uri().query(), "client_id"));
-    let mut session = session::Session::new(state.clone());
+    // The connection's span (see `serve_connection`) follows the session into its own task.
+    let span = Span::current();
+    span.record(
+        "route",
+        if topic.is_some() {
+            "/ws/sub/{topic}"
+        } else {
+            "/ws"
+        },
+    );
+    if let Some(id) = &client_id {
+        span.record("client_id", id.as_str());
+    }
+    let conn = req
+        .extensions()
+        .get::<ConnId>()
+        .copied()
+        .unwrap_or_else(|| state.broker.next_conn_id());
+    let mut session = session::Session::new(state.clone(), conn);
     if let Some(topic) = topic {
-        session.subscribe_on_open(topic);
+        session.subscribe_on_open(topic).await;
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let task_state = state.clone();
-    state.tracker.spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let io = WriteBuf::new(
-                    TokioIo::new(upgraded),
-                    task_state.config.ws_write_buffer_size,
-                );
-                let ws =
-                    WebSocketStream::from_raw_socket(io, Role::Server, Some(task_state.ws_config))
-                        .await;
-                session::run(session, ws, peer, client_id).await;
+    state.tracker.spawn(
+        async move {
+            match on_upgrade.await {
+                Ok(upgraded) => session::run(session, upgraded).await,
+                Err(e) => debug!(%peer, error = %e, "websocket upgrade failed"),
             }
-            Err(e) => debug!(%peer, error = %e, "websocket upgrade failed"),
         }
-    });
+        .instrument(span),
+    );
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();

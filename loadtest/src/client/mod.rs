@@ -47,6 +47,11 @@ pub enum ClientError {
     Timeout,
 }
 
+/// The hello server answers HTTP only; scenarios refuse it before connecting, this is a backstop.
+fn not_pubsub() -> ClientError {
+    ClientError::Protocol("the hello target serves REST only (use the rest scenario)".into())
+}
+
 /// What one `recv` call saw.
 #[derive(Debug, Clone)]
 pub enum Recv {
@@ -91,6 +96,7 @@ impl Subscriber {
             }
             TargetKind::Nats => Self::Nats(nats::Subscriber::connect(stream, topics).await?),
             TargetKind::Redis => Self::Redis(redis::Subscriber::connect(stream, topics).await?),
+            TargetKind::Hello => return Err(not_pubsub()),
         })
     }
 
@@ -129,6 +135,7 @@ impl Publisher {
             }
             TargetKind::Nats => Self::Nats(nats::Publisher::connect(stream).await?),
             TargetKind::Redis => Self::Redis(redis::Publisher::connect(stream)),
+            TargetKind::Hello => return Err(not_pubsub()),
         })
     }
 

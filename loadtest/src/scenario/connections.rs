@@ -29,6 +29,9 @@ pub async fn run(args: ConnectionsArgs) -> Result<Report> {
     if args.connections == 0 || args.topics == 0 {
         bail!("--connections and --topics must be at least 1");
     }
+    if !args.target.target.is_pubsub() {
+        bail!("the hello target serves REST only; use it with the rest scenario");
+    }
     let t = &args.target;
     let endpoint = Endpoint::resolve(
         t.target,

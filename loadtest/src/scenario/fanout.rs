@@ -287,6 +287,9 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
 }
 
 fn validate(args: &FanoutArgs, rate: f64) -> Result<()> {
+    if !args.target.target.is_pubsub() {
+        bail!("the hello target serves REST only; use it with the rest scenario");
+    }
     if args.subscribers == 0 || args.topics == 0 || args.publishers == 0 {
         bail!("--subscribers, --topics and --publishers must be at least 1");
     }

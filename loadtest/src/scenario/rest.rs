@@ -1,5 +1,6 @@
 //! The `rest` scenario: herald `POST /publish` over N keep-alive HTTP/1.1 connections, one
-//! request in flight on each, as fast as responses come back or at a fixed total rate.
+//! request in flight on each, as fast as responses come back or at a fixed total rate. The same
+//! requests go to the bare hyper hello server (`--target hello`) for the peer figure.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -52,8 +53,11 @@ struct Plan {
 
 pub async fn run(args: RestArgs) -> Result<Report> {
     let t = &args.target;
-    if t.target != TargetKind::Herald {
-        bail!("the rest scenario is herald-only (POST /publish); use fanout or latency for peers");
+    if !matches!(t.target, TargetKind::Herald | TargetKind::Hello) {
+        bail!(
+            "the rest scenario runs against herald (POST /publish) or its bare hyper peer \
+             (--target hello, see `herald-load hello-server`); use fanout or latency for others"
+        );
     }
     if args.connections == 0 || args.topics == 0 {
         bail!("--connections and --topics must be at least 1");
@@ -115,10 +119,13 @@ pub async fn run(args: RestArgs) -> Result<Report> {
     let elapsed = start.elapsed().as_secs_f64();
     progress.finish();
 
-    let mut report = Report::new(format!("rest → herald http://{}/publish", endpoint.addr));
+    let mut report = Report::new(format!(
+        "rest → {} http://{}/publish",
+        t.target, endpoint.addr
+    ));
     let per_sec = total.ok as f64 / elapsed;
     report.set("scenario", "rest");
-    report.set("target", "herald");
+    report.set("target", t.target.to_string());
     report.set("connections", args.connections);
     report.set("payload_bytes", args.payload);
     report.set("duration_s", report::round1(elapsed));

@@ -1,0 +1,192 @@
+// End-to-end test of /dashboard in headless Debian chromium, driven by playwright-core: starts
+// herald with API_KEY on a free loopback port, opens the page, enters the key, tails a topic,
+// publishes from the form, sees the event in the tail and the topic in the list, checks that a
+// payload carrying markup stays text, and saves a screenshot (SCREENSHOT_PATH, else a temp file).
+//
+//   HERALD_BIN=../target/debug/herald node --test dashboard.test.mjs   (e2e/run.sh does this)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BIN = process.env.HERALD_BIN;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const KEY = `e2e-${process.pid}-${Date.now()}`;
+const STEP_MS = 15_000;
+
+// A port below Linux's ephemeral range (32768+), free on all interfaces now.
+async function freePort() {
+  for (let i = 0; i < 200; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const free = await new Promise((resolve) => {
+      const probe = createServer();
+      probe.once('error', () => resolve(false));
+      probe.listen(port, '0.0.0.0', () => probe.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error('no free port in 20000..32000');
+}
+
+async function waitReady(base, child) {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`herald exited with ${child.exitCode}`);
+    try {
+      const response = await fetch(`${base}/livez`);
+      if (response.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('herald did not answer /livez within 10 s');
+}
+
+async function startHerald() {
+  assert.ok(BIN, 'set HERALD_BIN to the herald binary');
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    const port = await freePort();
+    const log = [];
+    const child = spawn(BIN, [], {
+      env: { ...process.env, API_KEY: KEY, HOST: '127.0.0.1', PORT: String(port), RUST_LOG: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.on('data', (d) => log.push(String(d)));
+    child.stderr.on('data', (d) => log.push(String(d)));
+    const base = `http://127.0.0.1:${port}`;
+    try {
+      await waitReady(base, child);
+      return { child, base, log };
+    } catch (e) {
+      child.kill('SIGKILL');
+      console.error(`attempt ${attempt} on port ${port}: ${e.message}\n${log.join('')}`);
+    }
+  }
+  throw new Error('herald did not start');
+}
+
+async function publish(base, topic, data) {
+  const response = await fetch(`${base}/publish`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'X-API-Key': KEY },
+    body: JSON.stringify({ topic, data }),
+  });
+  assert.equal(response.status, 200, await response.text());
+}
+
+test('dashboard: key, tail, publish, topic list, screenshot', { timeout: 90_000 }, async (t) => {
+  const herald = await startHerald();
+  const profile = mkdtempSync(path.join(tmpdir(), 'herald-e2e-chromium-'));
+  let context = null;
+  // One hook, in order: the browser must be gone before its profile is removed.
+  t.after(async () => {
+    if (context) await context.close().catch(() => {});
+    rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
+    herald.child.kill('SIGTERM');
+  });
+
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 860 },
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+      '--disable-sync',
+    ],
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(STEP_MS);
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (msg) => {
+    // The first /stats poll is a 401 before the key is entered; chromium logs it as an error.
+    if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) {
+      problems.push(`console: ${msg.text()}`);
+    }
+  });
+
+  // The page itself needs no key; the data does.
+  const response = await page.goto(`${herald.base}/dashboard`);
+  assert.equal(response.status(), 200);
+  await page.locator('#server-status', { hasText: 'API key needed' }).waitFor();
+
+  await page.fill('#api-key', KEY);
+  await page.click('#key-save');
+  await page.locator('#server-status', { hasText: 'live' }).waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('herald.apiKey')), KEY);
+
+  // Something to replay: the tail asks for last_n = 5.
+  await publish(herald.base, 'e2e-orders', { order: 'ORD-0' });
+
+  await page.fill('#tail-topic', 'e2e-orders');
+  await page.fill('#tail-last-n', '5');
+  await page.click('#tail-start');
+  await page.locator('#tail-status', { hasText: 'subscribed to e2e-orders' }).waitFor();
+  await page.locator('#tail li.event', { hasText: 'ORD-0' }).waitFor();
+
+  const markup = '<img src=x onerror="window.__pwned=1">';
+  await page.fill('#publish-topic', 'e2e-orders');
+  await page.fill('#publish-id', 'm-dashboard-1');
+  await page.fill('#publish-payload', JSON.stringify({ order: 'ORD-1', note: markup }));
+  await page.click('#publish-send');
+  await page.locator('#publish-result', { hasText: 'published m-dashboard-1 as seq 2' }).waitFor();
+
+  // The event arrives in the tail, newest first, as text.
+  const newest = page.locator('#tail li.event').first();
+  await newest.filter({ hasText: 'ORD-1' }).waitFor();
+  assert.match(await newest.textContent(), /#2/);
+  assert.ok((await newest.textContent()).includes('<img src=x onerror='), 'markup shown as text');
+  assert.equal(await page.locator('#tail img').count(), 0, 'markup became an element');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+
+  // The topic is listed with the tail's subscription.
+  const row = page.locator('#topics-body tr[data-topic="e2e-orders"]');
+  await row.locator('td.subscribers', { hasText: /^1$/ }).waitFor();
+  await row.locator('td.messages', { hasText: /^2$/ }).waitFor();
+
+  // A refused publish shows its code (a message id over 255 bytes).
+  await page.fill('#publish-id', 'x'.repeat(300));
+  await page.click('#publish-send');
+  await page.locator('#publish-result', { hasText: 'BAD_REQUEST' }).waitFor();
+  await page.fill('#publish-id', '');
+
+  // Some traffic for the charts and the screenshot: a few topics, ~30 messages a second, and
+  // two more subscribers opened from the page.
+  await page.evaluate((key) => {
+    for (const topic of ['orders', 'payments']) {
+      const ws = new WebSocket(`${location.origin.replace('http', 'ws')}/ws?api_key=${encodeURIComponent(key)}`);
+      ws.onopen = () => ws.send(JSON.stringify({ type: 'subscribe', topic }));
+      window.__extra = (window.__extra || []).concat(ws);
+    }
+  }, KEY);
+  const topics = ['orders', 'payments', 'e2e-orders', 'audit.log'];
+  for (let i = 0; i < 120; i++) {
+    await publish(herald.base, topics[i % topics.length], { n: i, amount: (i * 7.5) % 100 });
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  await page.locator('#topics-body tr[data-topic="payments"] td.subscribers', { hasText: /^1$/ }).waitFor();
+  await page.waitForFunction(() => Number(document.getElementById('total-publish-rate').textContent) > 0);
+  await page.locator('#tail li.event', { hasText: '"n":' }).first().waitFor();
+
+  // End on a successful publish from the form.
+  await page.fill('#publish-payload', JSON.stringify({ order: 'ORD-2', amount: 42 }));
+  await page.click('#publish-send');
+  await page.locator('#publish-result', { hasText: /^published .* as seq \d+$/ }).waitFor();
+  await page.locator('#tail li.event', { hasText: 'ORD-2' }).waitFor();
+
+  const shot = process.env.SCREENSHOT_PATH || path.join(tmpdir(), 'herald-dashboard.png');
+  await page.screenshot({ path: shot, fullPage: true });
+  console.log(`screenshot: ${shot}`);
+
+  assert.deepEqual(problems, [], 'no page errors, no CSP violations');
+  assert.equal(herald.child.exitCode, null, `herald exited:\n${herald.log.join('')}`);
+});

@@ -1,0 +1,223 @@
+//! The backplane between the server and the engine (PROTOCOL.md §8).
+//!
+//! [`Backplane::Local`] is the single node: every call goes straight to the in-memory
+//! [`Broker`] with no await point, allocation or dynamic call added to the publish and fan-out
+//! path. [`Backplane::Nats`] (enabled by `NATS_URL`) makes any number of nodes one broker:
+//! - publishes go to one JetStream stream (`HERALD`, subjects `herald.msg.<topic>`) and are acked
+//!   to the client only after JetStream's PubAck, with `seq` = the stream sequence;
+//! - every node consumes the whole stream in order and fans each event out locally, so every node
+//!   assigns the same `seq` and keeps the same ring, and a restarted node rebuilds from the stream;
+//! - topics live in a JetStream KV bucket (`herald-topics`) that every node watches;
+//! - each node reports its local counts on core NATS, and every node sums the same reports.
+//!
+//! See `nats.rs` for the engine side and `report.rs` for the cluster-wide counts.
+
+mod nats;
+mod report;
+
+use std::sync::Arc;
+
+use crate::broker::{Broker, Payload, Published, Topic, TopicName, TopicStats};
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+
+pub use report::NodeCounts;
+
+/// How the server reaches the engine: this process alone, or the cluster over NATS.
+#[derive(Debug)]
+pub enum Backplane {
+    /// Single node, in memory (the default).
+    Local,
+    /// Cluster mode over NATS JetStream.
+    Nats(Arc<nats::NatsBackplane>),
+}
+
+/// Reads this node's counts for the cluster report (connections live in the server).
+pub type CountsFn = Box<dyn Fn() -> NodeCounts + Send + Sync>;
+
+impl Backplane {
+    /// The backplane `config` asks for; in cluster mode the NATS client connects (and keeps
+    /// retrying) in the background, so a node can start before NATS is up.
+    pub async fn connect(config: &Config, broker: Arc<Broker>) -> Result<Self, ApiError> {
+        match &config.nats_url {
+            None => Ok(Self::Local),
+            Some(url) => Ok(Self::Nats(
+                nats::NatsBackplane::connect(url, config, broker).await?,
+            )),
+        }
+    }
+
+    /// Starts the cluster tasks (registry watch, stream consumer, reports) on `tracker`; they end
+    /// when `shutdown` is cancelled. Nothing to start for a single node.
+    pub fn start(
+        &self,
+        tracker: &tokio_util::task::TaskTracker,
+        shutdown: tokio_util::sync::CancellationToken,
+        counts: CountsFn,
+    ) {
+        if let Self::Nats(nats) = self {
+            nats.clone().start(tracker, shutdown, counts);
+        }
+    }
+
+    /// Whether this node can serve: always on a single node; in cluster mode, connected to NATS
+    /// and caught up with the registry and the stream.
+    pub fn is_ready(&self) -> bool {
+        match self {
+            Self::Local => true,
+            Self::Nats(nats) => nats.is_ready(),
+        }
+    }
+
+    /// Whether this is cluster mode.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Nats(_))
+    }
+
+    /// Makes sure `name` exists on this node before a subscribe: in cluster mode looks it up in
+    /// (or, with auto-create, adds it to) the shared registry. A single node creates topics in
+    /// [`Broker::subscribe`] itself.
+    pub async fn ensure(&self, broker: &Broker, name: &TopicName) -> Result<(), ApiError> {
+        match self {
+            Self::Local => Ok(()),
+            Self::Nats(nats) => {
+                if broker.get(name.as_str()).is_none() {
+                    nats.ensure(name).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Publishes a message; in cluster mode returns once JetStream stored it.
+    pub async fn publish(
+        &self,
+        broker: &Broker,
+        name: &TopicName,
+        id: Option<&str>,
+        payload: Payload<'_>,
+    ) -> Result<Published, ApiError> {
+        match self {
+            Self::Local => broker.publish(name, id, payload),
+            Self::Nats(nats) => nats.publish(name, id, payload).await,
+        }
+    }
+
+    /// `POST /topics`: `CONFLICT` when the topic exists (anywhere in the cluster).
+    pub async fn create_topic(&self, broker: &Broker, name: &TopicName) -> Result<(), ApiError> {
+        match self {
+            Self::Local => broker.create_topic(name).map(|_| ()),
+            Self::Nats(nats) => nats.create_topic(name).await,
+        }
+    }
+
+    /// `DELETE /topics/{name}`: every subscriber (on every node) gets `topic_deleted`.
+    pub async fn delete_topic(&self, broker: &Broker, name: &TopicName) -> Result<(), ApiError> {
+        match self {
+            Self::Local => broker.delete_topic(name.as_str()),
+            Self::Nats(nats) => nats.delete_topic(name).await,
+        }
+    }
+
+    /// Every topic with its counts, sorted by name; in cluster mode summed over live nodes.
+    pub fn topics(&self, broker: &Broker) -> Vec<TopicStats> {
+        match self {
+            Self::Local => broker.topics(),
+            Self::Nats(nats) => nats.reports().topics(broker),
+        }
+    }
+
+    /// One topic's subscribers and messages; in cluster mode summed over live nodes.
+    pub fn topic_counts(&self, topic: &Topic) -> (usize, u64) {
+        match self {
+            Self::Local => (topic.subscriber_count(), topic.messages()),
+            Self::Nats(nats) => nats.reports().topic_counts(topic),
+        }
+    }
+
+    /// Node-level totals (`local` on a single node, the sum over live nodes in a cluster), and
+    /// the number of live nodes.
+    pub fn totals(&self, local: NodeCounts) -> (NodeCounts, usize) {
+        match self {
+            Self::Local => (local, 1),
+            Self::Nats(nats) => nats.reports().totals(),
+        }
+    }
+}
+
+/// A failed backplane call: `UNAVAILABLE` (503) for REST; WebSocket replies say `INTERNAL`.
+pub(crate) fn unavailable(what: &str, error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        format!("cluster backplane unavailable ({what}): {error}"),
+    )
+}
+
+/// Encodes a topic name into one NATS subject token that is also a valid KV key: topic names may
+/// hold `.` (the subject separator) and `:` (not allowed in KV keys). `_` escapes: `__` is `_`,
+/// `_d` is `.`, `_c` is `:`; everything else is kept, so the encoding is reversible.
+pub fn encode_topic(name: &TopicName) -> String {
+    let mut out = String::with_capacity(name.as_str().len() + 8);
+    for c in name.as_str().chars() {
+        match c {
+            '_' => out.push_str("__"),
+            '.' => out.push_str("_d"),
+            ':' => out.push_str("_c"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode_topic`]; `None` for a token that no topic name encodes to.
+pub fn decode_topic(token: &str) -> Option<TopicName> {
+    let mut out = String::with_capacity(token.len());
+    let mut chars = token.chars();
+    while let Some(c) = chars.next() {
+        if c != '_' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            '_' => out.push('_'),
+            'd' => out.push('.'),
+            'c' => out.push(':'),
+            _ => return None,
+        }
+    }
+    TopicName::parse(&out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_encoding_round_trips_and_is_a_plain_token() {
+        for name in [
+            "orders",
+            "a.b:c_d",
+            "_",
+            "__._:",
+            "x-y",
+            "a_db",
+            &"z".repeat(255),
+        ] {
+            let topic = TopicName::parse(name).unwrap();
+            let token = encode_topic(&topic);
+            assert!(
+                token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "{token}"
+            );
+            assert_eq!(decode_topic(&token).unwrap(), topic);
+        }
+        assert!(decode_topic("a_x").is_none());
+        assert!(decode_topic("a_").is_none());
+        assert_ne!(
+            encode_topic(&TopicName::parse("a.b").unwrap()),
+            encode_topic(&TopicName::parse("a_db").unwrap())
+        );
+    }
+}

@@ -1,0 +1,645 @@
+//! Server-to-client WebSocket frames without a copy: a frame is a small header plus the payload
+//! buffer that every subscriber shares, and a connection's writer sends a whole batch of them with
+//! vectored writes (`writev`), so the payload is never copied before the kernel copies it.
+//!
+//! tungstenite still reads the connection and answers the peer's pings and closes; what it writes
+//! goes into a [`ControlOut`] (through [`Duplex`]) that the writer sends between batches, so every
+//! byte on the wire is written by one task and frames never interleave.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::mem::{self, MaybeUninit};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::broker::{Frame, Outgoing, StoredEvent};
+
+/// Opcode of a text frame (RFC 6455 §5.2).
+const OP_TEXT: u8 = 0x1;
+/// Opcode of a close frame.
+const OP_CLOSE: u8 = 0x8;
+/// Opcode of a ping frame.
+const OP_PING: u8 = 0x9;
+
+/// Slices per vectored write: two per frame. Linux accepts up to 1024 (`IOV_MAX`); 128 already
+/// moves 64 frames per system call, and the array lives on the stack only while a write is polled.
+const MAX_IOV: usize = 128;
+
+/// Payloads up to this size are copied next to their header into one buffer per batch; larger
+/// ones go to the kernel straight from the shared buffer. Measured with the fan-out flamegraph:
+/// with a slice per header and per 128-byte payload, the kernel's per-slice copy setup
+/// (`_copy_from_iter`) cost more than the copy it saved.
+const COPY_MAX: usize = 1024;
+
+/// Most bytes of tungstenite's control frames (pongs, close replies) waiting for the writer. A
+/// client is already limited to `MAX_CONTROL_FRAMES_PER_SEC`; past this its connection fails.
+const MAX_CONTROL_BYTES: usize = 64 * 1024;
+
+/// A frame's payload: a shared event, or any other buffer.
+enum Payload {
+    /// An event, still shared with its topic's ring.
+    Event(Arc<StoredEvent>),
+    /// A reply, info or control frame's payload, or raw frames written by tungstenite.
+    Bytes(Bytes),
+}
+
+impl Payload {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Event(event) => event.frame.as_bytes(),
+            Self::Bytes(bytes) => bytes,
+        }
+    }
+}
+
+/// One frame on the wire: its header (empty for tungstenite's ready-made frames) and payload.
+struct Piece {
+    head: [u8; 10],
+    head_len: u8,
+    payload: Payload,
+}
+
+impl Piece {
+    fn new(opcode: u8, payload: Payload) -> Self {
+        let (head, head_len) = header(opcode, payload.as_bytes().len());
+        Self {
+            head,
+            head_len,
+            payload,
+        }
+    }
+
+    fn head(&self) -> &[u8] {
+        &self.head[..usize::from(self.head_len)]
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.head_len) + self.payload.as_bytes().len()
+    }
+}
+
+/// The header of an unmasked, final server frame carrying `len` payload bytes.
+fn header(opcode: u8, len: usize) -> ([u8; 10], u8) {
+    let mut head = [0u8; 10];
+    head[0] = 0x80 | opcode;
+    let head_len = if len < 126 {
+        head[1] = len as u8;
+        2
+    } else if let Ok(len) = u16::try_from(len) {
+        head[1] = 126;
+        head[2..4].copy_from_slice(&len.to_be_bytes());
+        4
+    } else {
+        head[1] = 127;
+        head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    (head, head_len)
+}
+
+/// Frames queued for the socket and how far writing them got. The progress lives here, not in
+/// the write future, so a write interrupted by shutdown or overflow resumes mid-frame and the
+/// closing frames that follow land on a frame boundary.
+#[derive(Default)]
+pub(super) struct Wire {
+    pieces: Vec<Piece>,
+    /// The first piece not completely written.
+    first: usize,
+    /// Bytes of `pieces[first]` already written.
+    offset: usize,
+    /// Bytes queued and not yet written.
+    queued: usize,
+    /// Small frames (header and payload) copied back to back since the last piece; becomes one
+    /// piece when a large frame follows or the batch is written. Once the pieces cut from it are
+    /// written and dropped, `BytesMut` reuses the same allocation for the next batch.
+    small: BytesMut,
+}
+
+impl Wire {
+    /// Whether everything queued was written.
+    pub(super) fn is_empty(&self) -> bool {
+        self.first == self.pieces.len() && self.small.is_empty()
+    }
+
+    /// Frees the buffers a busy spell left behind; call while idle.
+    pub(super) fn release(&mut self) {
+        if self.is_empty() {
+            self.pieces = Vec::new();
+            self.small = BytesMut::new();
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub(super) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    fn push(&mut self, piece: Piece) {
+        self.queued += piece.len();
+        if piece.payload.as_bytes().len() <= COPY_MAX {
+            // A slice per small frame costs the kernel more than this copy costs us.
+            self.small.extend_from_slice(piece.head());
+            self.small.extend_from_slice(piece.payload.as_bytes());
+        } else {
+            self.seal();
+            self.pieces.push(piece);
+        }
+    }
+
+    /// Turns the copied small frames into a piece, after every piece queued before them.
+    fn seal(&mut self) {
+        if !self.small.is_empty() {
+            let frames = self.small.split().freeze();
+            self.pieces.push(Piece {
+                head: [0; 10],
+                head_len: 0,
+                payload: Payload::Bytes(frames),
+            });
+        }
+    }
+
+    /// Queues the text frames of one outbox item.
+    pub(super) fn item(&mut self, item: Outgoing) {
+        match item {
+            Outgoing::Event(event) => self.push(Piece::new(OP_TEXT, Payload::Event(event))),
+            other => {
+                for frame in other.frames() {
+                    self.text(frame);
+                }
+            }
+        }
+    }
+
+    /// Queues one text frame.
+    pub(super) fn text(&mut self, frame: &Frame) {
+        let bytes: &Bytes = frame.as_ref();
+        self.push(Piece::new(OP_TEXT, Payload::Bytes(bytes.clone())));
+    }
+
+    /// Queues an empty ping.
+    pub(super) fn ping(&mut self) {
+        self.push(Piece::new(OP_PING, Payload::Bytes(Bytes::new())));
+    }
+
+    /// Queues a close frame with `code` and `reason` (at most 123 bytes, as RFC 6455 allows).
+    pub(super) fn close(&mut self, code: u16, reason: &str) {
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut payload = Vec::with_capacity(2 + end);
+        payload.extend_from_slice(&code.to_be_bytes());
+        payload.extend_from_slice(&reason.as_bytes()[..end]);
+        self.push(Piece::new(OP_CLOSE, Payload::Bytes(payload.into())));
+    }
+
+    /// Queues complete frames tungstenite wrote (see [`ControlOut`]).
+    pub(super) fn raw(&mut self, frames: Vec<u8>) {
+        self.push(Piece {
+            head: [0; 10],
+            head_len: 0,
+            payload: Payload::Bytes(frames.into()),
+        });
+    }
+
+    /// Writes everything queued. Cancel-safe: dropping the future keeps what is left for the next
+    /// call.
+    pub(super) async fn write_to<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> io::Result<()> {
+        poll_fn(|cx| self.poll_write(io, cx)).await
+    }
+
+    fn poll_write<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.seal();
+        while !self.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = self.fill(&mut slices);
+            let written = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.advance(written);
+        }
+        // Done: drop the payload references now, and the buffer too once it is large, so an idle
+        // connection holds no memory for the burst it once had.
+        self.pieces.clear();
+        if self.pieces.capacity() > 64 {
+            self.pieces = Vec::new();
+        }
+        self.first = 0;
+        self.offset = 0;
+        self.queued = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Points `slices` at the unwritten bytes, in order; returns how many are used.
+    fn fill<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
+        let mut n = 0;
+        let mut skip = self.offset;
+        for piece in &self.pieces[self.first..] {
+            for part in [piece.head(), piece.payload.as_bytes()] {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                if n == MAX_IOV {
+                    return n;
+                }
+                slices[n] = IoSlice::new(&part[skip..]);
+                skip = 0;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Records that `n` more bytes were written.
+    fn advance(&mut self, mut n: usize) {
+        self.queued -= n;
+        while n > 0 {
+            let left = self.pieces[self.first].len() - self.offset;
+            if n < left {
+                self.offset += n;
+                return;
+            }
+            n -= left;
+            self.first += 1;
+            self.offset = 0;
+        }
+        // Zero-length pieces (none are queued today) would otherwise wait for the next write.
+        while self.first < self.pieces.len() && self.pieces[self.first].len() == 0 {
+            self.first += 1;
+        }
+    }
+}
+
+/// What tungstenite writes on the reading side (pongs, close replies), waiting for the writer.
+#[derive(Default)]
+pub(super) struct ControlOut {
+    bytes: Mutex<Vec<u8>>,
+    /// Whether `bytes` holds anything, so the writer's checks on every wake take no lock.
+    pending: AtomicBool,
+    /// The writer parks here (beside the outbox's waker) while there is nothing to send.
+    waker: AtomicWaker,
+}
+
+impl ControlOut {
+    /// Takes the complete frames written so far.
+    pub(super) fn take(&self) -> Option<Vec<u8>> {
+        if !self.pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut bytes = self.bytes.lock();
+        self.pending.store(false, Ordering::Relaxed);
+        (!bytes.is_empty()).then(|| mem::take(&mut *bytes))
+    }
+
+    /// Resolves once there are frames to send.
+    pub(super) async fn ready(&self) {
+        poll_fn(|cx| {
+            if self.pending.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            // A write between the check and the registration found no waker; look again.
+            if !self.pending.load(Ordering::Acquire) {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await
+    }
+
+    fn push(&self, data: &[u8]) -> io::Result<()> {
+        let mut bytes = self.bytes.lock();
+        if bytes.len() + data.len() > MAX_CONTROL_BYTES {
+            return Err(io::Error::other("control frames are not being sent"));
+        }
+        bytes.extend_from_slice(data);
+        self.pending.store(true, Ordering::Release);
+        drop(bytes);
+        self.waker.wake();
+        Ok(())
+    }
+}
+
+/// What tungstenite reads into per call, and so the buffer every connection keeps for its life
+/// (tungstenite allocates it up front and never shrinks it). Larger frames grow it as needed.
+pub(super) const TUNGSTENITE_READ_BUFFER: usize = 512;
+
+/// Largest read from the socket per system call (`WS_READ_BUFFER_SIZE` is clamped to it).
+const MAX_READ_AHEAD: usize = 64 * 1024;
+
+/// What tungstenite runs on: the socket's read half, and a write side that hands its frames to
+/// the writer. A write always takes the whole buffer, so tungstenite only ever hands over
+/// complete frames and never waits.
+///
+/// Reads go to the socket `read_size` bytes at a time (into a stack buffer), however small
+/// tungstenite's own buffer is; what does not fit is kept in `ahead` until tungstenite asks
+/// again, and freed once drained. An idle connection so holds only tungstenite's small buffer,
+/// while a client that pipelines frames is still read with few system calls.
+pub(super) struct Duplex<R> {
+    read: R,
+    /// Bytes read from the socket that tungstenite has not taken yet, from `ahead_pos` on.
+    ahead: Vec<u8>,
+    ahead_pos: usize,
+    /// Bytes to ask the socket for per read.
+    read_size: usize,
+    /// Where tungstenite's frames go.
+    control: Arc<ControlOut>,
+}
+
+impl<R> Duplex<R> {
+    /// `read_ahead`: bytes already read from the socket (hyper's leftovers), served first.
+    pub(super) fn new(
+        read: R,
+        read_ahead: Vec<u8>,
+        read_size: usize,
+        control: Arc<ControlOut>,
+    ) -> Self {
+        Self {
+            read,
+            ahead: read_ahead,
+            ahead_pos: 0,
+            read_size: read_size.clamp(TUNGSTENITE_READ_BUFFER, MAX_READ_AHEAD),
+            control,
+        }
+    }
+
+    /// Moves buffered bytes into `buf`; false when there were none.
+    fn serve_ahead(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        if self.ahead_pos == self.ahead.len() {
+            return false;
+        }
+        let n = buf.remaining().min(self.ahead.len() - self.ahead_pos);
+        buf.put_slice(&self.ahead[self.ahead_pos..self.ahead_pos + n]);
+        self.ahead_pos += n;
+        if self.ahead_pos == self.ahead.len() {
+            self.ahead = Vec::new();
+            self.ahead_pos = 0;
+        }
+        true
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Duplex<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.serve_ahead(buf) {
+            return Poll::Ready(Ok(()));
+        }
+        if buf.remaining() >= this.read_size {
+            return Pin::new(&mut this.read).poll_read(cx, buf);
+        }
+        let mut storage = [MaybeUninit::<u8>::uninit(); MAX_READ_AHEAD];
+        let mut chunk = ReadBuf::uninit(&mut storage[..this.read_size]);
+        ready!(Pin::new(&mut this.read).poll_read(cx, &mut chunk))?;
+        let filled = chunk.filled();
+        let n = buf.remaining().min(filled.len());
+        buf.put_slice(&filled[..n]);
+        if n < filled.len() {
+            this.ahead = filled[n..].to_vec();
+            this.ahead_pos = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<R: Unpin> AsyncWrite for Duplex<R> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.control.push(buf).map(|()| buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Whether `frames` (complete server frames, back to back) hold a close frame: nothing may be
+/// sent after it.
+pub(super) fn has_close(mut frames: &[u8]) -> bool {
+    while frames.len() >= 2 {
+        if frames[0] & 0x0F == OP_CLOSE {
+            return true;
+        }
+        let (head, len): (usize, usize) = match frames[1] & 0x7F {
+            126 if frames.len() >= 4 => {
+                (4, usize::from(u16::from_be_bytes([frames[2], frames[3]])))
+            }
+            127 if frames.len() >= 10 => {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&frames[2..10]);
+                (
+                    10,
+                    usize::try_from(u64::from_be_bytes(n)).unwrap_or(usize::MAX),
+                )
+            }
+            126 | 127 => return false,
+            n => (2, usize::from(n)),
+        };
+        // Server frames are unmasked, so no masking key follows the length.
+        frames = frames.get(head.saturating_add(len)..).unwrap_or(&[]);
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+    /// tungstenite's own encoding of a server text frame with `payload`.
+    fn reference_text(payload: &[u8]) -> Vec<u8> {
+        let frame = WsFrame::message(
+            payload.to_vec(),
+            tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
+                tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Text,
+            ),
+            true,
+        );
+        let mut out = Vec::new();
+        frame.format(&mut out).unwrap();
+        out
+    }
+
+    /// A writer that takes at most `chunk` bytes per call, to exercise partial writes.
+    struct Trickle {
+        out: Vec<u8>,
+        chunk: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.chunk);
+            self.out.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(self.chunk - n);
+                self.out.extend_from_slice(&buf[..take]);
+                n += take;
+                if n == self.chunk {
+                    break;
+                }
+            }
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn headers_match_tungstenite_for_every_length_class() {
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 70_000] {
+            let payload = vec![b'a'; len];
+            let (head, head_len) = header(OP_TEXT, len);
+            let mut ours = head[..usize::from(head_len)].to_vec();
+            ours.extend_from_slice(&payload);
+            assert_eq!(ours, reference_text(&payload), "length {len}");
+        }
+    }
+
+    #[test]
+    fn close_frame_matches_tungstenite() {
+        let mut wire = Wire::default();
+        wire.close(1008, "slow consumer");
+        wire.seal();
+        let piece = &wire.pieces[0];
+        let mut ours = piece.head().to_vec();
+        ours.extend_from_slice(piece.payload.as_bytes());
+        let mut reference = Vec::new();
+        WsFrame::close(Some(CloseFrame {
+            code: CloseCode::Policy,
+            reason: "slow consumer".into(),
+        }))
+        .format(&mut reference)
+        .unwrap();
+        assert_eq!(ours, reference);
+        assert!(has_close(&ours));
+    }
+
+    #[test]
+    fn close_reason_is_cut_on_a_char_boundary() {
+        let mut wire = Wire::default();
+        wire.close(1000, &"é".repeat(100));
+        wire.seal();
+        let frame = wire.pieces[0].payload.as_bytes();
+        assert_eq!(frame[1] as usize, frame.len() - 2, "a one-byte length");
+        assert!(frame.len() - 2 <= 125);
+        assert!(std::str::from_utf8(&frame[4..]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn partial_writes_resume_mid_frame() {
+        let mut wire = Wire::default();
+        let frames: Vec<Frame> = (0..300)
+            .map(|i| Frame::from(format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 200))))
+            .collect();
+        let mut expected = Vec::new();
+        for f in &frames {
+            wire.text(f);
+            expected.extend(reference_text(f.as_bytes()));
+        }
+        // Large frames go out zero-copy between the copied small ones.
+        let big = Frame::from("y".repeat(70_000));
+        wire.text(&big);
+        expected.extend(reference_text(big.as_bytes()));
+        wire.text(&frames[0]);
+        expected.extend(reference_text(frames[0].as_bytes()));
+        wire.ping();
+        expected.extend([0x89, 0x00]);
+        wire.raw(vec![0x8A, 0x01, b'p']);
+        expected.extend([0x8A, 0x01, b'p']);
+        let mut out = Trickle {
+            out: Vec::new(),
+            chunk: 777,
+        };
+        assert_eq!(wire.queued(), expected.len());
+        wire.write_to(&mut out).await.unwrap();
+        assert_eq!(out.out, expected);
+        assert!(wire.is_empty());
+        assert_eq!(wire.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn reads_ahead_and_hands_out_small_chunks_in_order() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let sent: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        client.write_all(&sent).await.unwrap();
+        drop(client);
+        let control = Arc::new(ControlOut::default());
+        let mut duplex = Duplex::new(server, b"hello".to_vec(), 4096, control);
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 100];
+        loop {
+            let n = duplex.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+            // Never more than one read-ahead buffer is held.
+            assert!(duplex.ahead.len() <= 4096);
+        }
+        assert_eq!(&got[..5], b"hello");
+        assert_eq!(&got[5..], &sent[..]);
+        assert!(duplex.ahead.capacity() == 0, "drained read-ahead is freed");
+    }
+
+    #[test]
+    fn close_is_found_among_frames() {
+        let mut frames = reference_text(&[b'x'; 300]);
+        assert!(!has_close(&frames));
+        frames.extend([0x8A, 0x00]);
+        assert!(!has_close(&frames));
+        frames.extend([0x88, 0x02, 0x03, 0xE8]);
+        assert!(has_close(&frames));
+        assert!(!has_close(&[0x81]));
+    }
+}

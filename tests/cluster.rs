@@ -1,0 +1,859 @@
+//! Cluster mode (PROTOCOL.md §8) with real processes: `nats-server -js`, three `herald` nodes and
+//! nginx in front, all on loopback ports. Needs the Debian packages `nats-server` and `nginx`;
+//! without them these tests fail and say so.
+mod common;
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, http, WsClient};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// Longest wait for a process to come up or for the cluster to agree.
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// A child process killed (SIGKILL) and reaped on drop, also when a test panics.
+struct Proc {
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM (the lame-duck drain) without waiting.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit; its exit code.
+    async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit in {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Finds a program or fails the test naming the packages to install.
+fn require(program: &str) -> PathBuf {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/sbin",
+        "/bin",
+    ] {
+        let path = Path::new(dir).join(program);
+        if path.exists() {
+            return path;
+        }
+    }
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in path.split(':') {
+            let p = Path::new(dir).join(program);
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "`{program}` not found: the cluster tests need the Debian packages nats-server and nginx \
+         (apt-get install -y nats-server nginx)"
+    );
+}
+
+/// Waits until something listens on `port`.
+async fn wait_port(port: u16, what: &str) {
+    let deadline = Instant::now() + SETTLE;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A herald node.
+struct Node {
+    port: u16,
+    proc: Proc,
+}
+
+impl Node {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn ws(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+}
+
+/// nats-server, nodes and (optionally) nginx in a temporary directory.
+struct Cluster {
+    dir: PathBuf,
+    nats_port: u16,
+    nats: Proc,
+    nodes: Vec<Node>,
+    nginx_port: u16,
+    nginx: Option<Proc>,
+    /// Extra environment for every node.
+    env: Vec<(String, String)>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(n) = self.nginx.as_mut() {
+            n.kill();
+        }
+        for node in &mut self.nodes {
+            node.proc.kill();
+        }
+        self.nats.kill();
+        if std::thread::panicking() {
+            eprintln!("cluster logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Cluster {
+    /// nats-server and `nodes` herald nodes, all ready.
+    async fn start(nodes: usize, env: &[(&str, &str)]) -> Self {
+        let nats_bin = require("nats-server");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("herald-cluster-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let nats_port = free_port();
+        let mut cluster = Self {
+            nats: Proc { child: None },
+            dir,
+            nats_port,
+            nodes: Vec::new(),
+            nginx_port: 0,
+            nginx: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        cluster.nats = cluster.spawn_nats(&nats_bin);
+        wait_port(nats_port, "nats-server").await;
+        for _ in 0..nodes {
+            let port = free_port();
+            let proc = cluster.spawn_node(port, cluster.nodes.len());
+            cluster.nodes.push(Node { port, proc });
+        }
+        for i in 0..nodes {
+            cluster.wait_ready(i).await;
+        }
+        cluster
+    }
+
+    fn log(&self, name: &str) -> Stdio {
+        Stdio::from(File::create(self.dir.join(name)).expect("log file"))
+    }
+
+    fn spawn_nats(&self, bin: &Path) -> Proc {
+        let child = Command::new(bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.nats_port.to_string()])
+            .arg("-sd")
+            .arg(self.dir.join("js"))
+            .stdout(self.log("nats.out"))
+            .stderr(self.log("nats.err"))
+            .spawn()
+            .expect("spawn nats-server");
+        Proc { child: Some(child) }
+    }
+
+    fn spawn_node(&self, port: u16, index: usize) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("NATS_URL", format!("nats://127.0.0.1:{}", self.nats_port))
+            .env("NODE_ID", format!("node{index}-{port}"))
+            .env("RUST_LOG", "info")
+            .env("SHUTDOWN_TIMEOUT_SECS", "2");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(self.log(&format!("node{index}-{port}.out")))
+            .stderr(self.log(&format!("node{index}-{port}.err")))
+            .spawn()
+            .expect("spawn herald");
+        Proc { child: Some(child) }
+    }
+
+    /// Waits for node `i`'s `/readyz` to answer 200.
+    async fn wait_ready(&self, i: usize) {
+        wait_port(self.nodes[i].port, "herald").await;
+        let client = http();
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let ok = client
+                .get(self.nodes[i].url("/readyz"))
+                .send()
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false);
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {i} never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// nginx on a free port in front of the nodes; `backup` marks every node but the first as a
+    /// backup, so a client lands on node 0 first and deterministically fails over.
+    async fn start_nginx(&mut self, backup: bool) {
+        let bin = require("nginx");
+        self.nginx_port = free_port();
+        let servers: String = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let extra = if backup && i > 0 { " backup" } else { "" };
+                format!(
+                    "    server 127.0.0.1:{} max_fails=1 fail_timeout=1s{extra};\n",
+                    n.port
+                )
+            })
+            .collect();
+        let d = self.dir.display();
+        let conf = format!(
+            r#"daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/nginx-body;
+  proxy_temp_path {d}/nginx-proxy;
+  fastcgi_temp_path {d}/nginx-fastcgi;
+  uwsgi_temp_path {d}/nginx-uwsgi;
+  scgi_temp_path {d}/nginx-scgi;
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+  upstream herald {{
+{servers}  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://herald;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_read_timeout 3600s;
+      proxy_send_timeout 3600s;
+      proxy_connect_timeout 2s;
+      proxy_buffering off;
+      proxy_next_upstream error timeout http_502 http_503;
+    }}
+  }}
+}}
+"#,
+            port = self.nginx_port
+        );
+        let path = self.dir.join("nginx.conf");
+        std::fs::write(&path, conf).expect("write nginx.conf");
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(&self.dir)
+            .arg("-c")
+            .arg(&path)
+            .arg("-e")
+            .arg(self.dir.join("nginx-error.log"))
+            .stdout(self.log("nginx.out"))
+            .stderr(self.log("nginx.err"))
+            .spawn()
+            .expect("spawn nginx");
+        self.nginx = Some(Proc { child: Some(child) });
+        wait_port(self.nginx_port, "nginx").await;
+    }
+
+    fn lb_ws(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.nginx_port)
+    }
+
+    fn lb_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.nginx_port)
+    }
+}
+
+/// Subscribes and returns the ack.
+async fn subscribe(ws: &mut WsClient, frame: Value) -> Value {
+    let ack = ws.request(frame).await;
+    assert_eq!(ack["type"], "ack", "subscribe not acked: {ack}");
+    ack
+}
+
+/// The next `n` event frames (other frames are skipped).
+async fn events(ws: &mut WsClient, n: usize) -> Vec<Value> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let v = ws.recv_json_no_heartbeat().await;
+        if v["type"] == "event" {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn seqs(events: &[Value]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq"))
+        .collect()
+}
+
+/// Publishes over REST; the response status and body.
+async fn rest_publish(url: &str, topic: &str, payload: Value) -> (u16, Value) {
+    let r = http()
+        .post(url)
+        .json(&json!({"topic": topic, "data": payload}))
+        .send()
+        .await
+        .expect("publish request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// GETs JSON.
+/// `herald_backplane_up` as node `url` (a `/metrics` URL) reports it.
+async fn backplane_up(url: &str) -> String {
+    let text = http()
+        .get(url)
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find_map(|l| l.strip_prefix("herald_backplane_up "))
+        .unwrap_or("missing")
+        .to_owned()
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    let r = http().get(url).send().await.expect("GET");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_broker_across_three_nodes() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    cluster.start_nginx(false).await;
+    let n = &cluster.nodes;
+
+    // Registry: created on one node, a conflict on every other.
+    let client = http();
+    let created = client
+        .post(n[0].url("/topics"))
+        .json(&json!({"name": "orders.eu:1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    for node in &n[1..] {
+        let again = client
+            .post(node.url("/topics"))
+            .json(&json!({"name": "orders.eu:1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 409, "POST /topics on another node");
+    }
+
+    // Subscribers pinned to each node and one through nginx.
+    let mut subs = Vec::new();
+    for url in [n[0].ws(), n[1].ws(), n[2].ws(), cluster.lb_ws()] {
+        let mut ws = WsClient::connect(&url).await;
+        subscribe(
+            &mut ws,
+            json!({"type": "subscribe", "topic": "orders.eu:1"}),
+        )
+        .await;
+        subs.push(ws);
+    }
+
+    // Concurrent publishers on every node, over WebSocket and REST.
+    const PER_NODE: usize = 30;
+    let mut tasks = Vec::new();
+    for (i, node) in n.iter().enumerate() {
+        let (ws_url, rest_url) = (node.ws(), node.url("/publish"));
+        tasks.push(tokio::spawn(async move {
+            let mut ws = WsClient::connect(&ws_url).await;
+            let mut acked = Vec::new();
+            for k in 0..PER_NODE {
+                let payload = json!({"from": i, "k": k});
+                let seq = if k % 2 == 0 {
+                    ws.publish("orders.eu:1", payload).await["seq"].as_u64()
+                } else {
+                    let (status, body) = rest_publish(&rest_url, "orders.eu:1", payload).await;
+                    assert_eq!(status, 200, "{body}");
+                    body["seq"].as_u64()
+                };
+                acked.push(seq.expect("ack carries seq"));
+            }
+            acked
+        }));
+    }
+    let mut acked = BTreeSet::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    assert_eq!(acked.len(), 3 * PER_NODE, "every publish got its own seq");
+
+    let mut orders = Vec::new();
+    for ws in &mut subs {
+        let got = events(ws, 3 * PER_NODE).await;
+        let s = seqs(&got);
+        assert!(s.windows(2).all(|w| w[0] < w[1]), "seq order: {s:?}");
+        let payloads: HashSet<String> = got
+            .iter()
+            .map(|e| e["message"]["payload"].to_string())
+            .collect();
+        assert_eq!(payloads.len(), 3 * PER_NODE, "each message exactly once");
+        assert_eq!(s.iter().copied().collect::<BTreeSet<_>>(), acked);
+        orders.push(
+            got.iter()
+                .map(|e| (e["seq"].clone(), e["message"]["id"].clone()))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert!(
+        orders.windows(2).all(|w| w[0] == w[1]),
+        "identical order everywhere"
+    );
+
+    // last_n and history answer the same from every node.
+    let last: Vec<u64> = acked.iter().rev().take(5).rev().copied().collect();
+    let mut histories = Vec::new();
+    for node in n {
+        let mut ws = WsClient::connect(&node.ws()).await;
+        subscribe(
+            &mut ws,
+            json!({"type": "subscribe", "topic": "orders.eu:1", "last_n": 5}),
+        )
+        .await;
+        assert_eq!(seqs(&events(&mut ws, 5).await), last);
+        let (status, body) = get(&node.url("/topics/orders.eu:1/history?last_n=5")).await;
+        assert_eq!(status, 200);
+        histories.push(body);
+        subs.push(ws);
+    }
+    assert!(
+        histories.windows(2).all(|w| w[0] == w[1]),
+        "history differs"
+    );
+
+    // Cluster-wide counts agree on every node (7 subscriptions, 90 messages).
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut views = Vec::new();
+        for node in n {
+            let (_, s) = get(&node.url("/stats")).await;
+            let (_, t) = get(&node.url("/topics")).await;
+            views.push((
+                s["topics"].clone(),
+                s["subscribers"].clone(),
+                s["connections"].clone(),
+                t,
+            ));
+        }
+        let want = json!({"messages": 90, "subscribers": 7, "dropped": 0});
+        if views.windows(2).all(|w| w[0] == w[1]) && views[0].0["orders.eu:1"] == want {
+            assert_eq!(views[0].1, 7);
+            assert_eq!(views[0].3["topics"][0]["subscribers"], 7);
+            break;
+        }
+        assert!(Instant::now() < deadline, "stats never agreed: {views:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Delete on one node: every subscriber everywhere hears it; re-creating gives a new epoch.
+    let (_, before) = get(&n[0].url("/topics/orders.eu:1")).await;
+    let deleted = client
+        .delete(n[2].url("/topics/orders.eu:1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    for ws in &mut subs {
+        let v = ws.recv_json_no_heartbeat().await;
+        assert_eq!(
+            (v["msg"].as_str(), v["topic"].as_str()),
+            (Some("topic_deleted"), Some("orders.eu:1")),
+            "{v}"
+        );
+    }
+    for node in n {
+        assert_eq!(get(&node.url("/topics/orders.eu:1")).await.0, 404);
+    }
+    let again = client
+        .post(n[1].url("/topics"))
+        .json(&json!({"name": "orders.eu:1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 201);
+    let (status, after) = get(&n[0].url("/topics/orders.eu:1")).await;
+    assert_eq!(status, 200, "re-created topic seen on another node");
+    assert_ne!(before["epoch"], after["epoch"]);
+    assert_eq!(after["messages"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_node_client_resumes_through_nginx() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    // Node 0 first, the others as backups: the client's node is known and failover is certain.
+    cluster.start_nginx(true).await;
+    let publish_url = cluster.nodes[1].url("/publish");
+    let mut acked = Vec::new();
+    let publish = |k: usize| {
+        let url = publish_url.clone();
+        async move {
+            let (status, body) = rest_publish(&url, "feed", json!({"k": k})).await;
+            assert_eq!(status, 200, "{body}");
+            body["seq"].as_u64().unwrap()
+        }
+    };
+
+    let mut ws = WsClient::connect(&cluster.lb_ws()).await;
+    let ack = subscribe(&mut ws, json!({"type": "subscribe", "topic": "feed"})).await;
+    let epoch = ack["epoch"].as_str().unwrap().to_string();
+    for k in 0..10 {
+        acked.push(publish(k).await);
+    }
+    let mut seen = seqs(&events(&mut ws, 10).await);
+
+    cluster.nodes[0].proc.kill();
+    // The client's connection ends with its node.
+    loop {
+        match ws.recv_message().await {
+            None | Some(tokio_tungstenite::tungstenite::Message::Close(_)) => break,
+            Some(_) => {}
+        }
+    }
+    for k in 10..20 {
+        acked.push(publish(k).await);
+    }
+    let mut ws = WsClient::connect(&cluster.lb_ws()).await;
+    let last = *seen.last().unwrap();
+    let ack = subscribe(
+        &mut ws,
+        json!({"type": "subscribe", "topic": "feed", "since_seq": last, "epoch": epoch}),
+    )
+    .await;
+    assert_eq!(ack["recovered"], true, "{ack}");
+    for k in 20..30 {
+        acked.push(publish(k).await);
+    }
+    seen.extend(seqs(&events(&mut ws, 20).await));
+    assert_eq!(seen, acked, "no gap, no duplicate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_outage_fails_loudly_and_recovers() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    let n = &cluster.nodes;
+    let mut sub = WsClient::connect(&n[1].ws()).await;
+    subscribe(&mut sub, json!({"type": "subscribe", "topic": "t"})).await;
+    let mut publisher = WsClient::connect(&n[0].ws()).await;
+    let mut acked = Vec::new();
+    for k in 0..5 {
+        acked.push(
+            publisher.publish("t", json!(k)).await["seq"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    let mut seen = seqs(&events(&mut sub, 5).await);
+
+    cluster.nats.kill();
+    let n = &cluster.nodes;
+    // Once a node knows NATS is gone (a publish already in flight when it went can still be
+    // stored after NATS returns: its outcome is unknown, as with any NATS client), every node
+    // turns unready...
+    for node in n {
+        let deadline = Instant::now() + SETTLE;
+        while get(&node.url("/readyz")).await.0 != 503 {
+            assert!(Instant::now() < deadline, "/readyz stayed 200 without NATS");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(backplane_up(&node.url("/metrics")).await, "0");
+    }
+    // ...and publishes fail loudly (never a silent drop).
+    let reply = publisher
+        .request(json!({"type": "publish", "topic": "t", "message": {"payload": "lost"}}))
+        .await;
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["error"]["code"], "INTERNAL");
+    let (status, body) = rest_publish(&n[2].url("/publish"), "t", json!("lost")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "UNAVAILABLE");
+    // Subscribers stay connected.
+    let pong = sub
+        .request(json!({"type": "ping", "request_id": "p"}))
+        .await;
+    assert_eq!(pong["type"], "pong");
+
+    let bin = require("nats-server");
+    cluster.nats = cluster.spawn_nats(&bin);
+    wait_port(cluster.nats_port, "nats-server").await;
+    for i in 0..3 {
+        cluster.wait_ready(i).await;
+        assert_eq!(backplane_up(&cluster.nodes[i].url("/metrics")).await, "1");
+    }
+    let mut publisher = WsClient::connect(&cluster.nodes[2].ws()).await;
+    for k in 5..10 {
+        acked.push(
+            publisher.publish("t", json!(k)).await["seq"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    seen.extend(seqs(&events(&mut sub, 5).await));
+    assert_eq!(
+        seen, acked,
+        "everything acknowledged arrives once, in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_clients_with_1012_over_time() {
+    let mut cluster = Cluster::start(2, &[("DRAIN_DURATION_SECS", "2")]).await;
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let mut ws = WsClient::connect(&cluster.nodes[0].ws()).await;
+        subscribe(&mut ws, json!({"type": "subscribe", "topic": "d"})).await;
+        clients.push(ws);
+    }
+    let started = Instant::now();
+    cluster.nodes[0].proc.terminate();
+    // Each client waits for its close on its own task, so each close is timed when it arrives.
+    let waiters: Vec<_> = clients
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let frame = ws.recv_close().await.expect("a close frame");
+                (frame.code, started.elapsed())
+            })
+        })
+        .collect();
+    let readyz = cluster.nodes[0].url("/readyz");
+    let deadline = Instant::now() + SETTLE;
+    while get(&readyz).await.0 != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never turned 503 while draining"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut closed = Vec::new();
+    for waiter in waiters {
+        let (code, at) = waiter.await.unwrap();
+        assert_eq!(code, CloseCode::Restart, "close code 1012");
+        closed.push(at);
+    }
+    let first = closed.iter().min().unwrap();
+    let last = closed.iter().max().unwrap();
+    assert!(
+        *last - *first >= Duration::from_millis(700),
+        "closes not spread over the drain: {closed:?}"
+    );
+    let code = cluster.nodes[0].proc.wait_exit(SETTLE).await;
+    assert_eq!(code, Some(0), "a drained node exits 0");
+    // The other node still serves.
+    let mut ws = WsClient::connect(&cluster.nodes[1].ws()).await;
+    subscribe(&mut ws, json!({"type": "subscribe", "topic": "d"})).await;
+}
+
+/// One subscriber through nginx that resumes with `since_seq` + `epoch` whenever its connection
+/// ends, until it has seen `final_seq`; returns every `seq` it received.
+async fn resuming_subscriber(
+    url: String,
+    topic: &'static str,
+    mut final_seq: tokio::sync::watch::Receiver<u64>,
+) -> Vec<u64> {
+    let mut seen: Vec<u64> = Vec::new();
+    let mut epoch: Option<String> = None;
+    loop {
+        // Reconnect attempts while every node behind nginx is briefly unavailable.
+        let mut ws = loop {
+            match WsClient::try_connect(&url).await {
+                Ok(ws) => break ws,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        // The first subscribe replays from the start too, so publishes that beat it count.
+        let mut frame = json!({"type": "subscribe", "topic": topic, "since_seq": 0});
+        if let (Some(last), Some(e)) = (seen.last(), &epoch) {
+            frame["since_seq"] = json!(last);
+            frame["epoch"] = json!(e);
+        }
+        ws.send_json(frame.clone()).await;
+        loop {
+            let done = |seen: &[u64], target: u64| target > 0 && seen.last() >= Some(&target);
+            let message = tokio::select! {
+                m = ws.recv_message() => m,
+                _ = final_seq.changed() => {
+                    if done(&seen, *final_seq.borrow()) {
+                        return seen;
+                    }
+                    continue;
+                }
+            };
+            let Some(tokio_tungstenite::tungstenite::Message::Text(text)) = message else {
+                match message {
+                    None | Some(tokio_tungstenite::tungstenite::Message::Close(_)) => break,
+                    _ => continue,
+                }
+            };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            match v["type"].as_str() {
+                Some("ack") => {
+                    if frame.get("since_seq").is_some() {
+                        assert_eq!(v["recovered"], true, "resume lost messages: {v}");
+                    }
+                    epoch = v["epoch"].as_str().map(str::to_string);
+                }
+                Some("event") => seen.push(v["seq"].as_u64().unwrap()),
+                Some("error") => break,
+                _ => {}
+            }
+            if done(&seen, *final_seq.borrow()) {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_under_load_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start(
+        3,
+        &[("DRAIN_DURATION_SECS", "1"), ("RING_BUFFER_SIZE", "2000")],
+    )
+    .await;
+    cluster.start_nginx(false).await;
+    let created = http()
+        .post(cluster.lb_url("/topics"))
+        .json(&json!({"name": "roll"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let (final_tx, final_rx) = tokio::sync::watch::channel(0u64);
+    let subscribers: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::spawn(resuming_subscriber(
+                cluster.lb_ws(),
+                "roll",
+                final_rx.clone(),
+            ))
+        })
+        .collect();
+
+    // A steady publisher through nginx; failed publishes (a node going away) are not acked.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let publisher = {
+        let (url, stop) = (cluster.lb_url("/publish"), stop.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut k = 0u64;
+            while !stop.is_cancelled() {
+                k += 1;
+                let sent = http()
+                    .post(&url)
+                    .json(&json!({"topic": "roll", "data": k}))
+                    .send()
+                    .await;
+                if let Ok(r) = sent {
+                    if r.status() == 200 {
+                        let body: Value = r.json().await.unwrap();
+                        acked.push(body["seq"].as_u64().unwrap());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            acked
+        })
+    };
+
+    let bin_restarts = cluster.nodes.len();
+    for i in 0..bin_restarts {
+        cluster.nodes[i].proc.terminate();
+        assert_eq!(cluster.nodes[i].proc.wait_exit(SETTLE).await, Some(0));
+        let port = cluster.nodes[i].port;
+        cluster.nodes[i].proc = cluster.spawn_node(port, i);
+        cluster.wait_ready(i).await;
+    }
+    stop.cancel();
+    let acked = publisher.await.unwrap();
+    assert!(
+        acked.len() > 50,
+        "the publisher made progress: {}",
+        acked.len()
+    );
+    final_tx.send(*acked.iter().max().unwrap()).unwrap();
+    for s in subscribers {
+        let seen = s.await.unwrap();
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "duplicate or out of order"
+        );
+        let seen: HashSet<u64> = seen.into_iter().collect();
+        let missing: Vec<_> = acked.iter().filter(|s| !seen.contains(s)).collect();
+        assert!(
+            missing.is_empty(),
+            "acknowledged but never delivered: {missing:?}"
+        );
+    }
+}
