@@ -326,7 +326,7 @@ fn table() -> Vec<Case> {
             "BAD_REQUEST",
         ),
         post(
-            "publish: message.id over 255 bytes",
+            "publish: message.id over 255 characters",
             "/publish",
             json!({"topic": "t", "message": {"id": "i".repeat(256), "payload": 1}}).to_string(),
             400,

@@ -151,8 +151,9 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
                     })?);
                 }
             }
-            if frame.message_id.is_some_and(|id| id.len() > 255) {
-                return Err(fail("`message.id` longer than 255 bytes".into()));
+            // Characters, as JSON Schema's maxLength counts (api/openapi.json): at most 1,020 bytes.
+            if frame.message_id.is_some_and(|id| id.chars().count() > 255) {
+                return Err(fail("`message.id` longer than 255 characters".into()));
             }
         }
         Kind::Subscribe => {
@@ -245,6 +246,17 @@ mod tests {
                 epoch: Some("e".into())
             }
         );
+    }
+
+    #[test]
+    fn message_id_limit_counts_characters() {
+        let frame = |id: &str| {
+            format!(r#"{{"type":"publish","topic":"t","message":{{"id":"{id}","payload":1}}}}"#)
+        };
+        // 255 two-byte characters (510 bytes) fit, as JSON Schema's maxLength 255 promises.
+        assert!(parse(&frame(&"é".repeat(255))).is_ok());
+        let err = parse(&frame(&"é".repeat(256))).unwrap_err();
+        assert!(err.contains("longer than 255 characters"), "{err}");
     }
 
     #[test]
