@@ -464,9 +464,7 @@ impl Topic {
                 Pushed::Rejected => overflowed += 1,
             }
         }
-        if dropped > 0 {
-            self.dropped.fetch_add(dropped, Ordering::Relaxed);
-        }
+        bump(&self.dropped, dropped);
         bump(&self.tally.published, 1);
         bump(&self.tally.delivered, delivered);
         bump(&self.tally.rejected_overflow, overflowed);
