@@ -261,19 +261,7 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
             report::rate(deliveries_per_sec)
         ),
     );
-    report.row(
-        "delivered / owed",
-        format!(
-            "{} / {}{}",
-            report::int(summary.tally.received),
-            report::int(summary.expected),
-            if drained {
-                ""
-            } else {
-                " (drain ended before all arrived)"
-            }
-        ),
-    );
+    summary.delivered_row(&mut report, drained);
     let latency = shared.latency.percentiles();
     report.set("latency_us", latency.json());
     report.row("latency (publish→delivery)", latency.line());

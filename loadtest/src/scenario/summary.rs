@@ -96,6 +96,23 @@ impl Summary {
         summary
     }
 
+    /// The "delivered / owed" row; `drained` is false when the drain wait ended first.
+    pub fn delivered_row(&self, report: &mut Report, drained: bool) {
+        report.row(
+            "delivered / owed",
+            format!(
+                "{} / {}{}",
+                crate::report::int(self.tally.received),
+                crate::report::int(self.expected),
+                if drained {
+                    ""
+                } else {
+                    " (drain ended before all arrived)"
+                }
+            ),
+        );
+    }
+
     /// `strict`: disconnects and drops the server's policy explains fail the run too.
     pub fn fill(&self, report: &mut Report, policy: ServerPolicy, strict: bool) {
         let t = &self.tally;

@@ -422,19 +422,7 @@ pub async fn run(args: SoakArgs) -> Result<Report> {
             report::rate(delivered_in_window as f64 / elapsed)
         ),
     );
-    report.row(
-        "delivered / owed",
-        format!(
-            "{} / {}{}",
-            report::int(summary.tally.received),
-            report::int(summary.expected),
-            if drained {
-                ""
-            } else {
-                " (drain ended before all arrived)"
-            }
-        ),
-    );
+    summary.delivered_row(&mut report, drained);
     let latency = shared.latency.percentiles();
     report.set("latency_us", latency.json());
     report.row("latency after warm-up (live, not replays)", latency.line());
