@@ -552,28 +552,46 @@ mod tests {
         out
     }
 
-    /// A writer that takes at most `chunk` bytes per call, to exercise partial writes.
+    /// A writer that refuses its first `refuse` writes, then takes at most `chunk` bytes per
+    /// call, to exercise full sockets and partial writes; records what each call was offered.
     struct Trickle {
         out: Vec<u8>,
         chunk: usize,
+        refuse: usize,
+        offered: Vec<usize>,
+    }
+
+    impl Trickle {
+        fn new(chunk: usize) -> Self {
+            Self {
+                out: Vec::new(),
+                chunk,
+                refuse: 0,
+                offered: Vec::new(),
+            }
+        }
     }
 
     impl AsyncWrite for Trickle {
         fn poll_write(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
-            let n = buf.len().min(self.chunk);
-            self.out.extend_from_slice(&buf[..n]);
-            Poll::Ready(Ok(n))
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
         }
 
         fn poll_write_vectored(
             mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
+            cx: &mut Context<'_>,
             bufs: &[IoSlice<'_>],
         ) -> Poll<io::Result<usize>> {
+            self.offered.push(bufs.iter().map(|b| b.len()).sum());
+            if self.refuse > 0 {
+                self.refuse -= 1;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             let mut n = 0;
             for buf in bufs {
                 let take = buf.len().min(self.chunk - n);
@@ -661,10 +679,7 @@ mod tests {
         expected.extend([0x89, 0x00]);
         wire.raw(vec![0x8A, 0x01, b'p']);
         expected.extend([0x8A, 0x01, b'p']);
-        let mut out = Trickle {
-            out: Vec::new(),
-            chunk: 777,
-        };
+        let mut out = Trickle::new(777);
         assert_eq!(wire.queued(), expected.len());
         wire.write_to(&mut out).await.unwrap();
         assert_eq!(out.out, expected);
@@ -688,61 +703,11 @@ mod tests {
                 wire.text(&frame);
                 expected.extend(reference_text(frame.as_bytes()));
             }
-            let mut out = Trickle {
-                out: Vec::new(),
-                chunk,
-            };
+            let mut out = Trickle::new(chunk);
             wire.write_to(&mut out).await.unwrap();
             assert!(out.out == expected, "chunk {chunk}: bytes differ");
             assert!(wire.is_empty());
             assert_eq!(wire.pieces.capacity(), 0, "a large batch's list is freed");
-        }
-    }
-
-    /// Refuses the first `refuse` writes (recording what each offered), then takes everything.
-    struct Stalled {
-        refuse: usize,
-        offered: Vec<usize>,
-        out: Vec<u8>,
-    }
-
-    impl AsyncWrite for Stalled {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
-        }
-
-        fn poll_write_vectored(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            let len = bufs.iter().map(|b| b.len()).sum();
-            self.offered.push(len);
-            if self.refuse > 0 {
-                self.refuse -= 1;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            for buf in bufs {
-                self.out.extend_from_slice(buf);
-            }
-            Poll::Ready(Ok(len))
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            true
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
         }
     }
 
@@ -755,17 +720,18 @@ mod tests {
             wire.text(&frame);
             expected.extend(reference_text(frame.as_bytes()));
         }
-        let mut io = Stalled {
-            refuse: 3,
-            offered: Vec::new(),
-            out: Vec::new(),
-        };
+        let mut io = Trickle::new(usize::MAX);
+        io.refuse = 3;
         wire.write_to(&mut io).await.unwrap();
         assert_eq!(io.out, expected);
         // The first attempt fills the scratch buffer; while refused, only a probe is copied;
         // once a write succeeds, whole buffers again.
         assert!(io.offered[0] > SCRATCH_SIZE / 2, "{:?}", io.offered);
-        assert!(io.offered[1..3].iter().all(|&n| n <= PROBE_SIZE), "{:?}", io.offered);
+        assert!(
+            io.offered[1..3].iter().all(|&n| n <= PROBE_SIZE),
+            "{:?}",
+            io.offered
+        );
         assert!(io.offered[3] <= PROBE_SIZE, "the successful probe itself");
         assert!(io.offered[4] > SCRATCH_SIZE / 2, "{:?}", io.offered);
     }
