@@ -1,6 +1,7 @@
 //! The REST routes of PROTOCOL.md §2–§3. Each answers with the documented body or the JSON error
 //! body; request bodies are size-limited and their content type checked before parsing.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -76,12 +77,19 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
     }
 }
 
+thread_local! {
+    /// simd-json's working buffers, kept per worker thread so a request body is parsed without
+    /// allocating them anew (the WebSocket reader keeps its own per connection).
+    static PARSE_BUFFERS: RefCell<simd_json::Buffers> = RefCell::new(simd_json::Buffers::default());
+}
+
 /// Parses a JSON object body, or explains why it is not one.
 fn parse_object(body: &mut [u8]) -> Result<BorrowedValue<'_>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
-    let value = simd_json::to_borrowed_value(body)
+    let value = PARSE_BUFFERS
+        .with_borrow_mut(|buffers| simd_json::to_borrowed_value_with_buffers(body, buffers))
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     if value.as_object().is_none() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
@@ -269,7 +277,10 @@ pub(super) async fn publish_raw(
             .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
         let mut scratch = body.to_vec();
         let (b, broker) = (&state.backplane, &state.broker);
-        let p = match simd_json::to_borrowed_value(&mut scratch) {
+        let parsed = PARSE_BUFFERS.with_borrow_mut(|buffers| {
+            simd_json::to_borrowed_value_with_buffers(&mut scratch, buffers)
+        });
+        let p = match parsed {
             Ok(value) => {
                 b.publish(broker, &topic, None, Payload::Value(&value))
                     .await?
