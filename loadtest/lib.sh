@@ -1,17 +1,20 @@
 # shellcheck shell=bash
-# Helpers the load and benchmark scripts share, so a fix to how a server is started, probed or
+# Helpers the load, benchmark and CI scripts share, so a fix to how a server is started, probed or
 # stopped lands in every script at once. Sourced, never run: `source "$ROOT/loadtest/lib.sh"`.
 # The scripts keep their own `set -euo pipefail`, and their own say() (each prefixes its messages
 # its own way), which the functions below report through.
 #
 #   port_open PORT            0 when something accepts TCP connections on 127.0.0.1:PORT
 #   free_port                 prints a port no one listens on, below the ephemeral range
+#   free_port_py PY           the same by bind() in python PY, between 20000 and 32000
 #   wait_port PORT PID [N]    0 once PORT accepts; 1 when PID exits first or after N/10 s (100)
+#   wait_live_py PY URL PID   0 once URL/livez answers 200; 1 when PID exits first or after 10 s
 #   stop_pids [--note M] N PID...  TERM; after N/10 s say M and KILL the rest; last PID's status
 #   proc_ticks PID            CPU time PID has used so far (user + system), in clock ticks
 #   pin_cpus SERVER LOAD      sets PIN_SERVER / PIN_LOAD to taskset prefixes, or to nothing
 #   raise_fd_limit            raises the open-file limit to 65536, or to the hard limit
 #   build_release ROOT        builds herald and herald-load (release)
+#   herald_bin ROOT           prints which herald the CI scripts test (HERALD_BIN, else newest)
 #   herald_rev ROOT           prints the checkout's short commit, or ?
 #   machine_line              prints the "machine: CPUs, model, kernel" line of a result table
 
@@ -32,6 +35,28 @@ free_port() {
     return 1
 }
 
+# The CI scripts (k6, schemathesis) have a python at hand in their virtualenv and ask the kernel
+# by bind(), which also sees a port bound but not yet listening; they start the server again on
+# another port if it is taken anyway.
+free_port_py() {
+    "$1" - <<'PY'
+import random, socket
+for _ in range(1000):
+    port = random.randint(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free port in 20000..32000")
+PY
+}
+
 # Stops waiting as soon as the server has exited: it will not start listening any more.
 wait_port() {
     local port=$1 pid=$2 tries=${3:-100}
@@ -41,6 +66,29 @@ wait_port() {
         sleep 0.1
     done
     return 1
+}
+
+# The CI scripts send requests as soon as this returns, so they wait for an answer, not just an
+# open port.
+wait_live_py() {
+    "$1" - "$2" "$3" <<'PY'
+import os, sys, time, urllib.request
+url, pid = sys.argv[1], int(sys.argv[2])
+deadline = time.time() + 10
+while time.time() < deadline:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit(1)
+    try:
+        with urllib.request.urlopen(url + "/livez", timeout=1) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.05)
+sys.exit(1)
+PY
 }
 
 # herald drains for up to SHUTDOWN_TIMEOUT_SECS after SIGTERM; a script must not wait forever for
@@ -96,6 +144,27 @@ raise_fd_limit() { ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/d
 build_release() {
     say "building herald and herald-load (release)"
     (cd "$1" && cargo build --release --quiet -p herald -p herald-load)
+}
+
+# Whichever of release and debug was built last is what the developer is working on; a debug
+# build when there is neither, because it is the quicker one to make. cargo's output goes to
+# stderr: stdout is the answer.
+herald_bin() {
+    local root=$1 rel dbg
+    if [[ -n "${HERALD_BIN:-}" ]]; then
+        echo "$HERALD_BIN"
+        return 0
+    fi
+    rel=$root/target/release/herald
+    dbg=$root/target/debug/herald
+    if [[ -x "$rel" ]] && { [[ ! -x "$dbg" ]] || [[ "$rel" -nt "$dbg" ]]; }; then
+        echo "$rel"
+    elif [[ -x "$dbg" ]]; then
+        echo "$dbg"
+    else
+        (cd "$root" && cargo build -p herald --bin herald) >&2 || return
+        echo "$dbg"
+    fi
 }
 
 # Results name the commit they were measured on; outside a git checkout that is unknown, not an
