@@ -13,6 +13,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=loadtest/lib.sh
+source "$ROOT/loadtest/lib.sh"
 
 echo "== e2e: chromium and node"
 if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
@@ -30,20 +32,7 @@ echo "== e2e: npm ci (playwright-core from package-lock.json)"
 (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
 
 echo "== e2e: herald binary"
-if [ -n "${HERALD_BIN:-}" ]; then
-  BIN=$HERALD_BIN
-else
-  REL=$ROOT/target/release/herald
-  DBG=$ROOT/target/debug/herald
-  if [ -x "$REL" ] && { [ ! -x "$DBG" ] || [ "$REL" -nt "$DBG" ]; }; then
-    BIN=$REL
-  elif [ -x "$DBG" ]; then
-    BIN=$DBG
-  else
-    (cd "$ROOT" && cargo build -p herald --bin herald)
-    BIN=$DBG
-  fi
-fi
+BIN=$(herald_bin "$ROOT")
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 echo "$BIN ($(date -r "$BIN" '+%F %T'))"
 

@@ -39,6 +39,8 @@ done
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=loadtest/lib.sh
+source "$ROOT/loadtest/lib.sh"
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 SUBS=${SUBS:-1000}
@@ -73,45 +75,30 @@ if ! command -v inferno-collapse-perf >/dev/null || ! command -v inferno-flamegr
 fi
 command -v taskset >/dev/null || { say "taskset (util-linux) is required"; exit 2; }
 
-if ((BUILD)); then
-    say "building herald and herald-load (release)"
-    (cd "$ROOT" && cargo build --release --quiet -p herald -p herald-load)
-fi
+if ((BUILD)); then build_release "$ROOT"; fi
 [[ -x "$HERALD" && -x "$LOADGEN" ]] || { say "missing $HERALD or $LOADGEN (build first)"; exit 2; }
 
 # --- run -------------------------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/herald-flame.XXXXXX")
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_fd_limit
 
 SERVER_PID=""
 LOAD_PID=""
 cleanup() {
-    [[ -n "$LOAD_PID" ]] && kill "$LOAD_PID" 2>/dev/null || true
-    if [[ -n "$SERVER_PID" ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    if [[ -n "$LOAD_PID" ]]; then kill "$LOAD_PID" 2>/dev/null || true; fi
+    if [[ -n "$SERVER_PID" ]]; then stop_pids 50 "$SERVER_PID" || true; fi
     rm -f "$WORK/perf.data" "$WORK/perf.data.old"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-if [[ -z "${PORT:-}" ]]; then
-    for _ in $(seq 200); do
-        PORT=$((10000 + RANDOM % 20000))
-        port_open "$PORT" || break
-    done
-fi
+[[ -n "${PORT:-}" ]] || PORT=$(free_port)
 
 say "herald on 127.0.0.1:$PORT, CPU $SERVER_CPU"
 taskset -c "$SERVER_CPU" env HOST=127.0.0.1 PORT="$PORT" RUST_LOG=warn SHUTDOWN_TIMEOUT_SECS=2 \
     "$HERALD" >"$WORK/herald.log" 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 100); do port_open "$PORT" && break; sleep 0.1; done
-port_open "$PORT" || { say "herald did not start; see $WORK/herald.log"; exit 1; }
+wait_port "$PORT" "$SERVER_PID" || { say "herald did not start; see $WORK/herald.log"; exit 1; }
 
 DURATION=$((WARMUP + RECORD + 2))
 say "herald-load fanout: $TOPICS topic(s) × $SUBS subscribers, $PUBS publisher(s), ${PAYLOAD} B, rate ${RATE} (0 = max), ${DURATION}s, CPU $LOAD_CPU"
@@ -150,7 +137,7 @@ FOLDED="$OUT/fanout-$LABEL.folded"
 SVG="$OUT/fanout-$LABEL.svg"
 # --no-inline: resolving inlined frames with addr2line takes minutes; function symbols are enough.
 perf script -i "$WORK/perf.data" --no-inline 2>/dev/null | inferno-collapse-perf --all >"$FOLDED"
-commit=${COMMIT:-$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')}
+commit=${COMMIT:-$(herald_rev "$ROOT")}
 # inferno-collapse-perf weights each stack by the sample period: for cpu-clock, nanoseconds of CPU.
 cpu_ms=$(awk '{ n += $NF } END { printf "%d", n / 1e6 }' "$FOLDED")
 inferno-flamegraph --title "herald fan-out: $TOPICS topic x $SUBS subscribers, $PUBS publisher, ${PAYLOAD} B, max rate ($LABEL, $commit)" \

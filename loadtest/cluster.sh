@@ -43,6 +43,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=loadtest/lib.sh
+source "$ROOT/loadtest/lib.sh"
 CONFIGS=${CONFIGS:-memory memory+nginx nats-1 nats-3}
 SUBS=${SUBS:-300}
 PUBS=${PUBS:-1}
@@ -64,61 +66,25 @@ for tool in nats-server nginx python3; do
     }
 done
 
-if ((BUILD)); then
-    say "building herald and herald-load (release)"
-    (cd "$ROOT" && cargo build --release --quiet -p herald -p herald-load)
-fi
+if ((BUILD)); then build_release "$ROOT"; fi
 HERALD=${HERALD:-$ROOT/target/release/herald}
 LOADGEN="$ROOT/target/release/herald-load"
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_fd_limit
 
 # --- processes -------------------------------------------------------------------------------
 PIDS=()
 stop_all() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    # herald drains for up to SHUTDOWN_TIMEOUT_SECS; do not wait forever.
-    for _ in $(seq 30); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_pids 30 "${PIDS[@]}" || true
     PIDS=()
 }
 trap stop_all EXIT
 trap 'stop_all; exit 130' INT TERM
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A port below the ephemeral range, so no client socket (ours included) can be holding it; never
-# one already handed out in this configuration.
-TAKEN=" "
-free_port() {
-    local low p
-    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-    ((low > 12000)) || low=32768
-    for _ in $(seq 200); do
-        p=$((10000 + RANDOM % (low - 11000)))
-        [[ "$TAKEN" == *" $p "* ]] && continue
-        port_open "$p" && continue
-        TAKEN+="$p "
-        echo "$p"
-        return 0
-    done
-    say "no free port found"
-    return 1
-}
-
-wait_port() {
+# free_port skips ports that accept connections, and each one here listens before the next is
+# picked: no port is handed out twice.
+wait_listen() {
     local port=$1 what=$2 pid=$3
-    for _ in $(seq 200); do
-        port_open "$port" && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_port "$port" "$pid" 200 && return 0
     say "$what did not listen on $port; see $DIR"
     return 1
 }
@@ -138,7 +104,7 @@ start_nats() {
     NATS_PORT=$(free_port)
     nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DIR/js" >"$DIR/nats.log" 2>&1 &
     PIDS+=($!)
-    wait_port "$NATS_PORT" nats-server $!
+    wait_listen "$NATS_PORT" nats-server $!
 }
 
 # start_node INDEX [NATS_URL]: one herald node on a free port, appended to NODE_PORTS.
@@ -150,7 +116,7 @@ start_node() {
         "$HERALD" >"$DIR/node$i.log" 2>&1 &
     PIDS+=($!)
     NODE_PORTS+=("$port")
-    wait_port "$port" "herald node$i" $!
+    wait_listen "$port" "herald node$i" $!
 }
 
 # nginx in front of NODE_PORTS with the settings of deploy/nginx.conf, one worker (the machine
@@ -197,7 +163,7 @@ $servers    keepalive 32;
 EOF
     nginx -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/nginx-error.log" >"$DIR/nginx.out" 2>&1 &
     PIDS+=($!)
-    wait_port "$NGINX_PORT" nginx $!
+    wait_listen "$NGINX_PORT" nginx $!
 }
 
 # Starts one configuration; sets CLIENT_PORT (where herald-load connects).
@@ -205,7 +171,6 @@ start_config() {
     local config=$1 i
     DIR="$OUT/$config"
     mkdir -p "$DIR"
-    TAKEN=" "
     NODE_PORTS=()
     case "$config" in
         memory | memory+nginx)
@@ -230,11 +195,13 @@ start_config() {
 # CPU time every process of the configuration has used so far (herald nodes, nats-server, the
 # nginx master and its worker), in clock ticks.
 config_ticks() {
-    local pid t=0 kid
+    local pid t=0 kid kids
     for pid in "${PIDS[@]}"; do
-        t=$((t + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
-        for kid in $(cat "/proc/$pid/task/$pid/children" 2>/dev/null); do
-            t=$((t + $(awk '{ print $14 + $15 }' "/proc/$kid/stat" 2>/dev/null || echo 0)))
+        t=$((t + $(proc_ticks "$pid")))
+        kids=()
+        read -ra kids 2>/dev/null <"/proc/$pid/task/$pid/children" || true
+        for kid in "${kids[@]}"; do
+            t=$((t + $(proc_ticks "$kid")))
         done
     done
     echo "$t"
@@ -284,9 +251,9 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 {
     echo
-    echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
+    machine_line
     echo "load average (1/5/15 min): $LOAD_BEFORE before, $LOAD_AFTER after; nothing pinned"
-    echo "herald $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') (release);" \
+    echo "herald $(herald_rev "$ROOT") (release);" \
         "$(nats-server --version 2>&1 | head -1); $(nginx -v 2>&1 | sed 's/.*: //')"
     echo "1 topic × $SUBS subscribers, $PUBS publisher(s), $PAYLOAD B payload, runs of $DURATION;" \
         "latency at $LATENCY_RATE msg/s ($((LATENCY_RATE * SUBS)) deliveries/s)"

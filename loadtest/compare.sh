@@ -41,6 +41,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=loadtest/lib.sh
+source "$ROOT/loadtest/lib.sh"
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 TARGETS=${TARGETS:-herald nats redis hello}
@@ -82,53 +84,24 @@ if ((${#missing[@]})); then
 fi
 
 # --- binaries --------------------------------------------------------------------------------
-if ((BUILD)); then
-    say "building herald and herald-load (release)"
-    (cd "$ROOT" && cargo build --release --quiet -p herald -p herald-load)
-fi
+if ((BUILD)); then build_release "$ROOT"; fi
 HERALD=${HERALD:-$ROOT/target/release/herald}
 LOADGEN="$ROOT/target/release/herald-load"
 
 # --- pinning ---------------------------------------------------------------------------------
-if [[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
-    PIN_SERVER=(taskset -c "$SERVER_CPU")
-    PIN_LOAD=(taskset -c "$LOAD_CPU")
-else
-    say "warning: fewer than 2 CPUs or no taskset; running unpinned"
-    PIN_SERVER=()
-    PIN_LOAD=()
-fi
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+pin_cpus "$SERVER_CPU" "$LOAD_CPU"
+raise_fd_limit
 
 # --- servers ---------------------------------------------------------------------------------
 SERVER_PID=""
 stop_server() {
     if [[ -n "$SERVER_PID" ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        # herald drains for up to SHUTDOWN_TIMEOUT_SECS; do not wait forever.
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
+        stop_pids 50 "$SERVER_PID" || true
         SERVER_PID=""
     fi
 }
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A port below the ephemeral range, so no client socket (ours included) can be holding it.
-free_port() {
-    local low p
-    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-    ((low > 12000)) || low=32768
-    for _ in $(seq 200); do
-        p=$((10000 + RANDOM % (low - 11000)))
-        port_open "$p" || { echo "$p"; return 0; }
-    done
-    say "no free port found"
-    return 1
-}
 
 start_server() {
     local target=$1 port=$2
@@ -150,17 +123,11 @@ start_server() {
         *) say "unknown target $target"; return 1 ;;
     esac
     SERVER_PID=$!
-    for _ in $(seq 100); do
-        port_open "$port" && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_port "$port" "$SERVER_PID" && return 0
     say "$target did not start on port $port; see $OUT/$target.log"
     return 1
 }
 
-# CPU time the server has used so far, in clock ticks (user + system).
-server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0; }
 TICKS_PER_SEC=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
 # run LABEL TARGET PORT SCENARIO ARGS… — appends one JSON line to results.jsonl, with the server's
@@ -175,10 +142,10 @@ run() {
     local strict=(--strict)
     [[ "$1" == rest ]] && strict=()
     local before after line items
-    before=$(server_ticks)
+    before=$(proc_ticks "$SERVER_PID")
     line=$("${PIN_LOAD[@]}" "$LOADGEN" "$@" --target "$target" --port "$port" --json --quiet \
         "${strict[@]}" --label "$label" 2>>"$OUT/herald-load.log") || status=$?
-    after=$(server_ticks)
+    after=$(proc_ticks "$SERVER_PID")
     if [[ "$line" == "{"* ]]; then
         items=$(grep -o '"\(deliveries\|requests\)":[0-9]*' <<<"$line" | head -1 | cut -d: -f2 || true)
         line=$(awk -v t=$((after - before)) -v hz="$TICKS_PER_SEC" -v n="${items:-0}" -v l="$line" \
@@ -195,11 +162,11 @@ run() {
 }
 
 versions() {
-    echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
+    machine_line
     echo "pinning: server CPU $SERVER_CPU, load generator CPU $LOAD_CPU; runs of $DURATION"
     for t in $TARGETS; do
         case "$t" in
-            herald) echo "herald: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') (release)" ;;
+            herald) echo "herald: $(herald_rev "$ROOT") (release)" ;;
             nats) echo "nats-server: $(nats-server --version 2>&1 | head -1)" ;;
             redis) echo "redis-server: $(redis-server --version | head -1)" ;;
             hello) echo "hello: herald-load hello-server (bare hyper $(grep -A1 '^name = "hyper"$' "$ROOT/Cargo.lock" | grep -o '[0-9][0-9.]*' | head -1), HTTP/1.1 keep-alive)" ;;

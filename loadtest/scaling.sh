@@ -38,6 +38,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=loadtest/lib.sh
+source "$ROOT/loadtest/lib.sh"
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PAYLOAD=${PAYLOAD:-128}
@@ -61,51 +63,23 @@ RESULTS="$OUT/scaling.jsonl"
 
 say() { printf '%s\n' "$*" >&2; }
 
-if ((BUILD)); then
-    say "building herald and herald-load (release)"
-    (cd "$ROOT" && cargo build --release --quiet -p herald -p herald-load)
-fi
+if ((BUILD)); then build_release "$ROOT"; fi
 HERALD=${HERALD:-$ROOT/target/release/herald}
 LOADGEN="$ROOT/target/release/herald-load"
 
-if [[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
-    PIN_SERVER=(taskset -c "$SERVER_CPU")
-    PIN_LOAD=(taskset -c "$LOAD_CPU")
-else
-    say "warning: fewer than 2 CPUs or no taskset; running unpinned"
-    PIN_SERVER=()
-    PIN_LOAD=()
-fi
+pin_cpus "$SERVER_CPU" "$LOAD_CPU"
 # 10,000 subscribers need 10,000 descriptors on each side.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_fd_limit
 
 SERVER_PID=""
 stop_server() {
     if [[ -n "$SERVER_PID" ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
+        stop_pids 50 "$SERVER_PID" || true
         SERVER_PID=""
     fi
 }
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A port below the ephemeral range, so no client socket can be holding it.
-free_port() {
-    local low p
-    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-    ((low > 12000)) || low=32768
-    for _ in $(seq 200); do
-        p=$((10000 + RANDOM % (low - 11000)))
-        port_open "$p" || { echo "$p"; return 0; }
-    done
-    say "no free port found"
-    return 1
-}
 
 # One fresh server per point, so a point never inherits another's topics or connections.
 start_server() {
@@ -113,16 +87,11 @@ start_server() {
     "${PIN_SERVER[@]}" env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn SHUTDOWN_TIMEOUT_SECS=2 \
         "$HERALD" >>"$LOGS/herald.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 100); do
-        port_open "$port" && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_port "$port" "$SERVER_PID" && return 0
     say "herald did not start on port $port; see $LOGS/herald.log"
     return 1
 }
 
-server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0; }
 TICKS_PER_SEC=$(getconf CLK_TCK 2>/dev/null || echo 100)
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
@@ -136,11 +105,11 @@ point() {
     port=$(free_port)
     start_server "$port" || { FAILED=1; stop_server; return 0; }
     say "  $label  (load average $(loadavg))"
-    before=$(server_ticks)
+    before=$(proc_ticks "$SERVER_PID")
     line=$("${PIN_LOAD[@]}" "$LOADGEN" fanout "$@" --port "$port" --payload "$PAYLOAD" \
         --duration "$DURATION" --json --quiet --strict --label "$label" \
         2>>"$LOGS/herald-load.log") || status=$?
-    after=$(server_ticks)
+    after=$(proc_ticks "$SERVER_PID")
     stop_server
     if [[ "$line" != "{"* ]]; then
         say "    run failed (exit $status); see $LOGS/herald-load.log"
@@ -171,8 +140,8 @@ END_LOAD=$(loadavg)
 
 if ! "$LOADGEN" plot --input "$RESULTS" --out-dir "$OUT" >"$LOGS/table.md"; then FAILED=1; fi
 {
-    echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
-    echo "herald: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') (release); server CPU $SERVER_CPU, load generator CPU $LOAD_CPU; $DURATION per point"
+    machine_line
+    echo "herald: $(herald_rev "$ROOT") (release); server CPU $SERVER_CPU, load generator CPU $LOAD_CPU; $DURATION per point"
     echo "load average (1/5/15 min): $START_LOAD at the start, $END_LOAD at the end"
     cat "$LOGS/table.md"
 } | tee "$OUT/scaling.md"

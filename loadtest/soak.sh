@@ -36,6 +36,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=loadtest/lib.sh
+source "$ROOT/loadtest/lib.sh"
 DURATION=${SOAK_DURATION:-60s}
 OUT=${SOAK_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/herald-soak.XXXXXX")}
 mkdir -p "$OUT"
@@ -44,25 +46,18 @@ LOADGEN="$ROOT/target/release/herald-load"
 
 say() { printf 'soak.sh: %s\n' "$*" >&2; }
 
-if [[ "${SOAK_NO_BUILD:-0}" != 1 ]]; then
-    say "building herald and herald-load (release)"
-    (cd "$ROOT" && cargo build --release --quiet -p herald -p herald-load)
-fi
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [[ "${SOAK_NO_BUILD:-0}" != 1 ]]; then build_release "$ROOT"; fi
+raise_fd_limit
 
 SERVER_PID=""
 SERVER_STATUS=""
 stop_server() {
     if [[ -n "$SERVER_PID" ]]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        # herald drains for up to SHUTDOWN_TIMEOUT_SECS (2 s here); do not wait forever.
-        for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        if kill -0 "$SERVER_PID" 2>/dev/null; then
-            say "herald did not stop within 10 s of SIGTERM; killing it"
-            kill -9 "$SERVER_PID" 2>/dev/null || true
-        fi
+        # herald drains for up to SHUTDOWN_TIMEOUT_SECS (2 s here); 10 s leaves room for a slow
+        # machine, and its exit status after SIGTERM is part of the verdict.
         SERVER_STATUS=0
-        wait "$SERVER_PID" 2>/dev/null || SERVER_STATUS=$?
+        stop_pids --note "herald did not stop within 10 s of SIGTERM; killing it" 100 "$SERVER_PID" ||
+            SERVER_STATUS=$?
         SERVER_PID=""
     fi
 }
@@ -70,21 +65,6 @@ trap stop_server EXIT
 LOAD_PID=""
 # herald-load runs in the background (so SOAK_STALL can signal it), where it ignores SIGINT.
 trap '[[ -n "$LOAD_PID" ]] && kill "$LOAD_PID" 2>/dev/null; stop_server; exit 130' INT TERM
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A port below the ephemeral range, so no client socket can be holding it.
-free_port() {
-    local low p
-    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-    ((low > 12000)) || low=32768
-    for _ in $(seq 200); do
-        p=$((10000 + RANDOM % (low - 11000)))
-        port_open "$p" || { echo "$p"; return 0; }
-    done
-    say "no free port found"
-    return 1
-}
 
 THP_ENV=(MIMALLOC_ALLOW_THP=0)
 [[ "${SOAK_THP:-0}" == 1 ]] && THP_ENV=()
@@ -96,11 +76,7 @@ start_server() {
     "${NICE[@]}" env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn SHUTDOWN_TIMEOUT_SECS=2 \
         "${THP_ENV[@]}" "$HERALD" >"$OUT/herald.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 100); do
-        port_open "$port" && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_port "$port" "$SERVER_PID" && return 0
     say "herald did not start on port $port; see $OUT/herald.log"
     return 1
 }
@@ -113,7 +89,7 @@ for _ in 1 2 3; do
 done
 ((started)) || { say "giving up: herald would not start"; exit 2; }
 
-say "herald $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') pid $SERVER_PID on 127.0.0.1:$PORT ${THP_ENV[*]} ${NICE[*]}; soak for $DURATION ($(nproc) CPUs)"
+say "herald $(herald_rev "$ROOT") pid $SERVER_PID on 127.0.0.1:$PORT ${THP_ENV[*]} ${NICE[*]}; soak for $DURATION ($(nproc) CPUs)"
 say "started at $(date -u +%Y-%m-%dT%H:%M:%SZ); results in $OUT"
 status=0
 "${NICE[@]}" "$LOADGEN" soak --port "$PORT" --server-pid "$SERVER_PID" --duration "$DURATION" "$@" \

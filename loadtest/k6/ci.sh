@@ -12,6 +12,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=loadtest/lib.sh
+source "$ROOT/loadtest/lib.sh"
 START=$(date +%s)
 
 echo "== k6: install"
@@ -21,20 +23,7 @@ K6=$VENV/bin/k6
 PY=$VENV/bin/python
 
 echo "== k6: herald binary"
-if [ -n "${HERALD_BIN:-}" ]; then
-  BIN=$HERALD_BIN
-else
-  REL=$ROOT/target/release/herald
-  DBG=$ROOT/target/debug/herald
-  if [ -x "$REL" ] && { [ ! -x "$DBG" ] || [ "$REL" -nt "$DBG" ]; }; then
-    BIN=$REL
-  elif [ -x "$DBG" ]; then
-    BIN=$DBG
-  else
-    (cd "$ROOT" && cargo build -p herald --bin herald)
-    BIN=$DBG
-  fi
-fi
+BIN=$(herald_bin "$ROOT")
 echo "$BIN ($(date -r "$BIN" '+%F %T'))"
 
 TMP=$(mktemp -d)
@@ -49,58 +38,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A port below Linux's ephemeral range (32768+), so no outgoing connection takes it between this
-# check and the server's bind; the start is retried on another port if it is taken anyway.
-free_port() {
-  "$PY" - <<'PY'
-import random, socket
-for _ in range(1000):
-    port = random.randint(20000, 32000)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(port)
-    break
-else:
-    raise SystemExit("no free port in 20000..32000")
-PY
-}
-
-# 0 once GET /livez answers 200, 1 after 10 s or when the server has exited.
-wait_ready() {
-  "$PY" - "$1" "$SERVER_PID" <<'PY'
-import os, sys, time, urllib.request
-url, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.time() + 10
-while time.time() < deadline:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        sys.exit(1)
-    try:
-        with urllib.request.urlopen(url + "/livez", timeout=1) as r:
-            if r.status == 200:
-                sys.exit(0)
-    except Exception:
-        pass
-    time.sleep(0.05)
-sys.exit(1)
-PY
-}
-
 echo "== k6: start herald"
 API_KEY_VALUE="k6-ci-$RANDOM$RANDOM"
 LOG=$TMP/herald.log
 URL=
 for attempt in 1 2 3 4 5; do
-  PORT=$(free_port)
+  PORT=$(free_port_py "$PY")
   API_KEY=$API_KEY_VALUE HOST=127.0.0.1 PORT=$PORT RUST_LOG=${RUST_LOG:-warn} "$BIN" >"$LOG" 2>&1 &
   SERVER_PID=$!
-  if wait_ready "http://127.0.0.1:$PORT"; then
+  if wait_live_py "$PY" "http://127.0.0.1:$PORT" "$SERVER_PID"; then
     URL=http://127.0.0.1:$PORT
     break
   fi
