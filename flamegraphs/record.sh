@@ -140,12 +140,14 @@ perf script -i "$WORK/perf.data" --no-inline 2>/dev/null | inferno-collapse-perf
 commit=${COMMIT:-$(herald_rev "$ROOT")}
 # inferno-collapse-perf weights each stack by the sample period: for cpu-clock, nanoseconds of CPU.
 cpu_ms=$(awk '{ n += $NF } END { printf "%d", n / 1e6 }' "$FOLDED")
-inferno-flamegraph --title "herald fan-out: $TOPICS topic x $SUBS subscribers, $PUBS publisher, ${PAYLOAD} B, max rate ($LABEL, $commit)" \
+rate_text="max rate"
+[[ "$RATE" != 0 ]] && rate_text="$RATE msg/s"
+inferno-flamegraph --title "herald fan-out: $TOPICS topic x $SUBS subscribers, $PUBS publisher, ${PAYLOAD} B, $rate_text ($LABEL, $commit)" \
     --subtitle "perf -e cpu-clock -F $FREQ --call-graph $CALLGRAPH, ${RECORD}s, herald on CPU $SERVER_CPU, herald-load on CPU $LOAD_CPU; $cpu_ms ms of herald CPU in ${RECORD} s" \
     --countname ns <"$FOLDED" >"$SVG"
 
 say "top frames by self time:"
 awk '{ n = $NF; $NF = ""; k = split($0, f, ";"); leaf = f[k]; sub(/ +$/, "", leaf); self[leaf] += n; total += n }
      END { for (l in self) printf "%6.2f%%  %s\n", 100 * self[l] / total, l }' "$FOLDED" |
-    sort -rn | head -15 >&2
+    sort -rn | head -15 >&2 || true # head closing the pipe early is not a failure (pipefail)
 say "wrote $SVG and $FOLDED ($cpu_ms ms of herald CPU time in ${RECORD} s sampled)"

@@ -95,7 +95,7 @@ PY
 # it (or for a peer) to go. All PIDs get SIGTERM first so they drain side by side. Only the ones
 # still alive get SIGKILL: a PID that has gone may be another process's by now.
 stop_pids() {
-    local note="" tenths pid alive status=0
+    local note="" tenths pid kid alive status=0
     if [[ "$1" == --note ]]; then note=$2; shift 2; fi
     tenths=$1
     shift
@@ -110,6 +110,8 @@ stop_pids() {
         kill -0 "$pid" 2>/dev/null || continue
         [[ -n "$note" ]] && say "$note"
         note=""
+        # A master killed this way leaves its workers (nginx) running and listening: kill them too.
+        for kid in $(ps -o pid= --ppid "$pid" 2>/dev/null); do kill -9 "$kid" 2>/dev/null || true; done
         kill -9 "$pid" 2>/dev/null || true
     done
     for pid in "$@"; do

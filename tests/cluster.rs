@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,7 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 /// Longest wait for a process to come up or for the cluster to agree.
 const SETTLE: Duration = Duration::from_secs(20);
 
-/// A child process killed (SIGKILL) and reaped on drop, also when a test panics.
+/// A child process killed (SIGKILL) and reaped on drop, also when a test panics. A process
+/// started as its own process group (nginx: its master forks workers) is killed as a group, or the
+/// workers would outlive a killed master, still listening.
 struct Proc {
     child: Option<Child>,
 }
@@ -28,6 +31,11 @@ impl Proc {
 
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // Fails harmlessly (no such group) unless the child leads its own process group.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -309,6 +317,7 @@ http {{
             .arg(self.dir.join("nginx-error.log"))
             .stdout(self.log("nginx.out"))
             .stderr(self.log("nginx.err"))
+            .process_group(0)
             .spawn()
             .expect("spawn nginx");
         self.nginx = Some(Proc { child: Some(child) });
