@@ -176,3 +176,21 @@ herald_rev() { (cd "$1" && git rev-parse --short HEAD 2>/dev/null || echo '?'); 
 machine_line() {
     echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
 }
+
+# A virtualenv at $1 holding exactly the hash-pinned wheels of requirements file $2 (python: $3,
+# default python3). Debian splits venv support into python3-venv, installed here as root.
+pinned_venv() {
+    local venv=$1 req=$2 python=${3:-python3}
+    if [[ ! -x "$venv/bin/python" ]] && ! "$python" -m venv "$venv" 2>/dev/null; then
+        if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+            rm -rf "$venv"
+            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+            "$python" -m venv "$venv"
+        else
+            echo "'$python -m venv' failed; install python3-venv (Debian/Ubuntu) or set PYTHON" >&2
+            return 1
+        fi
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+        --require-hashes --only-binary=:all: -r "$req"
+}

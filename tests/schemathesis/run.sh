@@ -38,21 +38,7 @@ have_pinned() {
   [ -x "$ST" ] && "$ST" --version 2>/dev/null | grep -q "version $WANT\$"
 }
 if ! have_pinned; then
-  if [ ! -x "$PY" ]; then
-    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-      # Debian/Ubuntu split venv support into its own package.
-      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        rm -rf "$VENV"
-        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
-        "$PYTHON" -m venv "$VENV"
-      else
-        echo "run.sh: '$PYTHON -m venv' failed; install python3-venv or set PYTHON" >&2
-        exit 1
-      fi
-    fi
-  fi
-  "$PY" -m pip install --quiet --disable-pip-version-check --no-input \
-    --require-hashes --only-binary=:all: -r "$REQ"
+  pinned_venv "$VENV" "$REQ" "$PYTHON"
   have_pinned || { echo "run.sh: $ST is not schemathesis $WANT" >&2; exit 1; }
 fi
 "$ST" --version
