@@ -30,8 +30,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use herald::broker::{Broker, Payload, Published, SubscribeAck, TopicName};
+use herald::broker::Broker;
 use herald::protocol::{self, server};
+use herald::protocol::{Payload, Published, SubscribeAck, TopicName};
 use herald::Config;
 
 /// A publish frame as a client sends it: exactly 200 bytes (checked at start-up).

@@ -33,8 +33,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use herald::broker::{Broker, Outbox, Payload, Replay, Subscriber, TopicName};
+use herald::broker::{Broker, Outbox, Subscriber};
 use herald::config::SlowConsumerPolicy;
+use herald::protocol::{Payload, Replay, TopicName};
 use herald::Config;
 
 /// Subscriber counts to fan out to.

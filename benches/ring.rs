@@ -31,7 +31,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use herald::broker::{Frame, Ring, StoredEvent};
+use herald::broker::{Ring, StoredEvent};
+use herald::protocol::Frame;
 
 /// Slots in the ring under test.
 const CAPACITY: usize = 1_000;

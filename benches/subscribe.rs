@@ -25,8 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use herald::broker::{Broker, Outbox, Replay, Subscriber, Topic, TopicName};
+use herald::broker::{Broker, Outbox, Subscriber, Topic};
 use herald::config::SlowConsumerPolicy;
+use herald::protocol::{Replay, TopicName};
 use herald::Config;
 
 /// Subscribers already on the topic.

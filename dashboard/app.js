@@ -2,14 +2,15 @@
 // and publishes with POST /publish. Public API only; the key lives in sessionStorage and goes out
 // as X-API-Key (REST) or api_key (WebSocket, whose handshake cannot carry headers from a page).
 // Everything the server sends reaches the DOM through textContent, never as markup.
-'use strict';
+// The live tail is herald's JavaScript client (clients/js/index.js, served beside this file), so
+// it reconnects and resumes as any application using that client does.
+import { HeraldClient } from './herald-client.js';
 
 (() => {
   const KEY_STORAGE = 'herald.apiKey';
   const POLL_MS = 1000;
   const POINTS = 120;
   const TAIL_MAX = 200;
-  const SUBSCRIBE_REQUEST = 'dashboard-subscribe';
 
   const $ = (id) => document.getElementById(id);
 
@@ -31,11 +32,10 @@
     return new URL(path, document.baseURI).toString();
   }
 
+  // The client adds the key as api_key.
   function wsUrl() {
     const url = new URL('ws', document.baseURI);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    const key = apiKey();
-    if (key) url.searchParams.set('api_key', key);
     return url.toString();
   }
 
@@ -267,17 +267,16 @@
 
   // ---- live tail -----------------------------------------------------------------------------
 
-  let socket = null;
+  let tail = null; // { client, topic, probing }
 
-  function tailLine(frame) {
+  function tailLine(event) {
     const item = el('li', 'event');
     item.append(
-      el('span', 'seq', `#${frame.seq}`),
-      el('span', 'ts', frame.ts || ''),
+      el('span', 'seq', `#${event.seq}`),
+      el('span', 'ts', event.ts || ''),
     );
-    const message = frame.message || {};
-    item.append(el('span', 'payload', JSON.stringify(message.payload)));
-    item.title = `id ${message.id}`;
+    item.append(el('span', 'payload', JSON.stringify(event.payload)));
+    item.title = `id ${event.id}`;
     return item;
   }
 
@@ -295,16 +294,46 @@
     setText('tail-status', text, className || 'muted');
   }
 
-  function stopTail(reason) {
-    if (socket) {
-      const old = socket;
-      socket = null;
-      old.onclose = null;
-      old.close(1000);
+  function stopTail(reason, className) {
+    if (tail) {
+      const old = tail;
+      tail = null;
+      old.client.close();
     }
     $('tail-start').disabled = false;
     $('tail-stop').disabled = true;
-    if (reason) setTailStatus(reason);
+    if (reason) setTailStatus(reason, className);
+  }
+
+  // A page learns nothing about a refused WebSocket handshake (it sees close 1006, whether the
+  // key was wrong, the origin not allowed or the server down), so ask the same route over plain
+  // HTTP: 401 is the key; 400 ("expects a WebSocket upgrade") means the key is accepted and the
+  // server is up, which leaves the origin check (ALLOWED_ORIGINS), the one a same-origin fetch
+  // does not trigger. Either way retrying cannot help, so the tail stops.
+  async function explainRefusal(current) {
+    if (current.probing) return;
+    current.probing = true;
+    let response = null;
+    try {
+      response = await fetch(apiUrl('ws'), { headers: authHeaders(), cache: 'no-store' });
+    } catch (e) {
+      response = null;
+    }
+    current.probing = false;
+    if (tail !== current) return;
+    if (!response) {
+      setTailStatus('server unreachable; retrying…', 'error');
+    } else if (response.status === 401) {
+      stopTail(`refused: ${apiKey() ? 'wrong API key' : 'API key needed'}`, 'error');
+    } else if (response.status === 400 || response.status === 403) {
+      stopTail(
+        `refused: the key is accepted, so this page's origin (${location.origin}) is probably ` +
+          'not allowed: add it to ALLOWED_ORIGINS',
+        'error',
+      );
+    } else {
+      setTailStatus(`cannot open the WebSocket (HTTP ${response.status}); retrying…`, 'error');
+    }
   }
 
   function startTail() {
@@ -314,51 +343,46 @@
     stopTail();
     $('tail').replaceChildren();
     setTailStatus(`connecting to ${topic}…`);
-    const ws = new WebSocket(wsUrl());
-    socket = ws;
+    const client = new HeraldClient(wsUrl(), { apiKey: apiKey() || undefined });
+    const current = { client, topic, probing: false };
+    tail = current;
     $('tail-start').disabled = true;
     $('tail-stop').disabled = false;
-    ws.onopen = () => {
-      ws.send(JSON.stringify({ type: 'subscribe', topic, last_n: lastN, request_id: SUBSCRIBE_REQUEST }));
-    };
-    ws.onmessage = (msg) => {
-      let frame;
-      try {
-        frame = JSON.parse(msg.data);
-      } catch (e) {
-        return;
+    let acked = false;
+    client.on('state', (state, detail) => {
+      if (tail !== current) return;
+      if (state === 'connected' && acked) {
+        setTailStatus(`reconnected; resuming ${topic} after seq ${sub.lastSeq}`, 'ok');
+      } else if (state === 'disconnected' && !detail.opened) {
+        setTailStatus(`cannot connect; retrying in ${(detail.delay / 1000).toFixed(1)} s…`, 'error');
+        explainRefusal(current);
+      } else if (state === 'disconnected') {
+        const why = detail.error ? detail.error.code : `closed ${detail.code}`;
+        setTailStatus(`connection lost (${why}); reconnecting…`, 'error');
+      } else if (state === 'closed' && detail.error) {
+        stopTail(`${detail.error.code}: ${detail.error.message}`, 'error');
       }
-      switch (frame.type) {
-        case 'ack':
-          if (frame.request_id === SUBSCRIBE_REQUEST) {
-            setTailStatus(`subscribed to ${frame.topic} (seq ${frame.seq})`, 'ok');
-          }
-          break;
-        case 'event':
-          pushTail(tailLine(frame));
-          break;
-        case 'error': {
-          const err = frame.error || {};
-          setTailStatus(`${err.code}: ${err.message}`, 'error');
-          break;
-        }
-        case 'info':
-          if (frame.msg === 'topic_deleted') pushTail(tailNote(`topic ${frame.topic} was deleted`));
-          if (frame.msg === 'shutting_down') pushTail(tailNote('server is shutting down'));
-          break;
-        default:
-          break;
-      }
-    };
-    ws.onclose = (ev) => {
-      if (socket !== ws) return;
-      socket = null;
-      $('tail-start').disabled = false;
-      $('tail-stop').disabled = true;
-      // A refused handshake (wrong key) reaches a page only as close 1006 with no detail.
-      const hint = ev.code === 1006 ? ' — check the API key' : '';
-      setTailStatus(`closed (${ev.code})${hint}`, 'error');
-    };
+    });
+    client.on('info', (frame) => {
+      if (tail === current && frame.msg === 'shutting_down') pushTail(tailNote('server is shutting down'));
+    });
+    const sub = client.subscribe(topic, {
+      lastN,
+      onEvent: (event) => pushTail(tailLine(event)),
+      onGap: (gap) => pushTail(tailNote(`messages after seq ${gap.lastSeq} were missed (new epoch ${gap.epoch})`)),
+      onError: (err) => {
+        if (tail !== current) return;
+        if (err.code === 'TOPIC_DELETED') pushTail(tailNote(`topic ${topic} was deleted`));
+        stopTail(`${err.code}: ${err.message}`, 'error');
+      },
+    });
+    sub.ready.then(
+      (ack) => {
+        acked = true;
+        if (tail === current) setTailStatus(`subscribed to ${topic} (seq ${ack.seq})`, 'ok');
+      },
+      () => {},
+    );
   }
 
   // ---- publish -------------------------------------------------------------------------------
@@ -408,7 +432,7 @@
     else sessionStorage.removeItem(KEY_STORAGE);
     previous = null;
     poll();
-    if (socket) startTail();
+    if (tail) startTail();
   });
   $('key-clear').addEventListener('click', () => {
     sessionStorage.removeItem(KEY_STORAGE);

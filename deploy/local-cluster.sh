@@ -51,7 +51,7 @@ for p in "${NODE_PORTS[@]}"; do servers+="  server 127.0.0.1:$p max_fails=1 fail
   echo "http { access_log off; client_body_temp_path $dir/body; proxy_temp_path $dir/proxy;"
   echo "fastcgi_temp_path $dir/fastcgi; uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;"
   sed -e "/^upstream herald {/,/^}/c\\upstream herald {\n${servers//$'\n'/\\n}  keepalive 32;\n}" \
-      -e "s/listen 8080;/listen 127.0.0.1:$PORT;/" deploy/nginx.conf
+      -e "s/listen 8080;/listen 127.0.0.1:$PORT;/" -e "s#/var/log/nginx/#$dir/nginx-#" deploy/nginx.conf
   echo "}"
 } >"$dir/nginx.conf"
 nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" &

@@ -6,68 +6,19 @@
 //   HERALD_BIN=../target/debug/herald node --test dashboard.test.mjs   (e2e/run.sh does this)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { startHerald } from '../clients/js/test/harness.mjs';
 
-const BIN = process.env.HERALD_BIN;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const KEY = `e2e-${process.pid}-${Date.now()}`;
 const STEP_MS = 15_000;
 
-// A port below Linux's ephemeral range (32768+), free on all interfaces now.
-async function freePort() {
-  for (let i = 0; i < 200; i++) {
-    const port = 20000 + Math.floor(Math.random() * 12000);
-    const free = await new Promise((resolve) => {
-      const probe = createServer();
-      probe.once('error', () => resolve(false));
-      probe.listen(port, '0.0.0.0', () => probe.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-  throw new Error('no free port in 20000..32000');
-}
-
-async function waitReady(base, child) {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`herald exited with ${child.exitCode}`);
-    try {
-      const response = await fetch(`${base}/livez`);
-      if (response.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('herald did not answer /livez within 10 s');
-}
-
-async function startHerald() {
-  assert.ok(BIN, 'set HERALD_BIN to the herald binary');
-  for (let attempt = 1; attempt <= 5; attempt++) {
-    const port = await freePort();
-    const log = [];
-    const child = spawn(BIN, [], {
-      env: { ...process.env, API_KEY: KEY, HOST: '127.0.0.1', PORT: String(port), RUST_LOG: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout.on('data', (d) => log.push(String(d)));
-    child.stderr.on('data', (d) => log.push(String(d)));
-    const base = `http://127.0.0.1:${port}`;
-    try {
-      await waitReady(base, child);
-      return { child, base, log };
-    } catch (e) {
-      child.kill('SIGKILL');
-      console.error(`attempt ${attempt} on port ${port}: ${e.message}\n${log.join('')}`);
-    }
-  }
-  throw new Error('herald did not start');
+function startKeyed(env = {}) {
+  assert.ok(process.env.HERALD_BIN, 'set HERALD_BIN to the herald binary');
+  return startHerald({ API_KEY: KEY, ...env });
 }
 
 async function publish(base, topic, data) {
@@ -79,17 +30,16 @@ async function publish(base, topic, data) {
   assert.equal(response.status, 200, await response.text());
 }
 
-test('dashboard: key, tail, publish, topic list, screenshot', { timeout: 90_000 }, async (t) => {
-  const herald = await startHerald();
+/** Headless chromium with a fresh profile, closed (and the profile removed) after test `t`. */
+async function launch(t, herald) {
   const profile = mkdtempSync(path.join(tmpdir(), 'herald-e2e-chromium-'));
   let context = null;
   // One hook, in order: the browser must be gone before its profile is removed.
   t.after(async () => {
     if (context) await context.close().catch(() => {});
     rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
-    herald.child.kill('SIGTERM');
+    await herald.stop();
   });
-
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
@@ -103,6 +53,12 @@ test('dashboard: key, tail, publish, topic list, screenshot', { timeout: 90_000 
       '--disable-sync',
     ],
   });
+  return context;
+}
+
+test('dashboard: key, tail, publish, topic list, screenshot', { timeout: 90_000 }, async (t) => {
+  const herald = await startKeyed();
+  const context = await launch(t, herald);
   const page = context.pages()[0] || (await context.newPage());
   page.setDefaultTimeout(STEP_MS);
   const problems = [];
@@ -188,5 +144,34 @@ test('dashboard: key, tail, publish, topic list, screenshot', { timeout: 90_000 
   console.log(`screenshot: ${shot}`);
 
   assert.deepEqual(problems, [], 'no page errors, no CSP violations');
+  assert.equal(herald.child.exitCode, null, `herald exited:\n${herald.log.join('')}`);
+});
+
+test('dashboard: a tail refused for its origin says so, not "check the API key"', { timeout: 60_000 }, async (t) => {
+  // The page's own origin is not in the list, so its upgrade gets 403 (a browser sees only 1006).
+  const herald = await startKeyed({ ALLOWED_ORIGINS: 'https://elsewhere.example' });
+  const context = await launch(t, herald);
+  const page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(STEP_MS);
+  await page.goto(`${herald.base}/dashboard`);
+
+  // A wrong key first: that one is the key's fault.
+  await page.fill('#api-key', 'not-the-key');
+  await page.click('#key-save');
+  await page.fill('#tail-topic', 'e2e-origin');
+  await page.click('#tail-start');
+  await page.locator('#tail-status', { hasText: 'refused: wrong API key' }).waitFor();
+  assert.equal(await page.locator('#tail-start').isDisabled(), false, 'the tail stopped retrying');
+
+  await page.fill('#api-key', KEY);
+  await page.click('#key-save');
+  await page.locator('#server-status', { hasText: 'live' }).waitFor();
+  await page.click('#tail-start');
+  const status = page.locator('#tail-status', { hasText: 'ALLOWED_ORIGINS' });
+  await status.waitFor();
+  const text = await status.textContent();
+  assert.ok(text.includes(herald.base), `names the page's origin: ${text}`);
+  assert.ok(!/API key/i.test(text), `does not blame the key: ${text}`);
+  assert.equal(await page.locator('#tail-start').isDisabled(), false, 'the tail stopped retrying');
   assert.equal(herald.child.exitCode, null, `herald exited:\n${herald.log.join('')}`);
 });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the dashboard's end-to-end test (dashboard.test.mjs) in headless Debian chromium with
-# playwright-core pinned in package-lock.json. Installs chromium (apt, as root) and the npm
-# package when missing. About 15 seconds once installed.
+# Runs the dashboard's end-to-end test (dashboard.test.mjs) and the JavaScript client's browser
+# test (client.test.mjs) in headless Debian chromium with playwright-core pinned in
+# package-lock.json. Installs chromium (apt, as root) and the npm package when missing. About 20
+# seconds once installed.
 #
 #   e2e/run.sh
 #   SCREENSHOT_PATH=$PWD/docs/dashboard.png e2e/run.sh     # refresh the README's screenshot
@@ -36,6 +37,7 @@ BIN=$(herald_bin "$ROOT")
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 echo "$BIN ($(date -r "$BIN" '+%F %T'))"
 
-echo "== e2e: dashboard.test.mjs"
+echo "== e2e: dashboard.test.mjs, client.test.mjs (clients/js/index.js in a page)"
 cd "$HERE"
-HERALD_BIN=$BIN timeout --kill-after=10 120 node --test --test-reporter=spec dashboard.test.mjs
+HERALD_BIN=$BIN timeout --kill-after=10 150 node --test --test-concurrency=1 --test-reporter=spec \
+  dashboard.test.mjs client.test.mjs

@@ -17,6 +17,9 @@
 # MANY_PUBS (10), PAYLOAD (128), LATENCY_PCT (50: latency rate as % of herald's max fan-out
 # publish rate), REST_CONNS (16), HERALD (binary; default target/release/herald), OUT (results
 # directory; default a new directory under /tmp).
+# Before/after a change, in the same run and pins: HERALD_BASE=path/to/old/herald adds the target
+# `base` (that binary, run exactly like herald) and a herald/base ratio column, e.g.
+#   HERALD_BASE=/tmp/herald-before TARGETS="herald base nats" loadtest/compare.sh
 set -euo pipefail
 
 usage() {
@@ -106,9 +109,11 @@ trap 'stop_server; exit 130' INT TERM
 start_server() {
     local target=$1 port=$2
     case "$target" in
-        herald)
+        herald | base)
+            local bin=$HERALD
+            [[ "$target" == base ]] && bin=${HERALD_BASE:?HERALD_BASE must name the herald binary to compare with}
             "${PIN_SERVER[@]}" env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn SHUTDOWN_TIMEOUT_SECS=2 \
-                "$HERALD" >"$OUT/herald.log" 2>&1 &
+                "$bin" >"$OUT/$target.log" 2>&1 &
             ;;
         nats)
             "${PIN_SERVER[@]}" nats-server -a 127.0.0.1 -p "$port" >"$OUT/nats.log" 2>&1 &
@@ -141,11 +146,14 @@ run() {
     # rest has no policy drops to be strict about: any failed request fails it already.
     local strict=(--strict)
     [[ "$1" == rest ]] && strict=()
-    local before after line items
+    local before after line items proto=$target
+    # `base` is herald too: the load generator speaks herald's protocol to it.
+    [[ "$target" == base ]] && proto=herald
     before=$(proc_ticks "$SERVER_PID")
-    line=$("${PIN_LOAD[@]}" "$LOADGEN" "$@" --target "$target" --port "$port" --json --quiet \
+    line=$("${PIN_LOAD[@]}" "$LOADGEN" "$@" --target "$proto" --port "$port" --json --quiet \
         "${strict[@]}" --label "$label" 2>>"$OUT/herald-load.log") || status=$?
     after=$(proc_ticks "$SERVER_PID")
+    [[ "$target" == base ]] && line=${line/\"target\":\"herald\"/\"target\":\"base\"}
     if [[ "$line" == "{"* ]]; then
         items=$(grep -o '"\(deliveries\|requests\)":[0-9]*' <<<"$line" | head -1 | cut -d: -f2 || true)
         line=$(awk -v t=$((after - before)) -v hz="$TICKS_PER_SEC" -v n="${items:-0}" -v l="$line" \
@@ -167,6 +175,7 @@ versions() {
     for t in $TARGETS; do
         case "$t" in
             herald) echo "herald: $(herald_rev "$ROOT") (release)" ;;
+            base) echo "base: $HERALD_BASE" ;;
             nats) echo "nats-server: $(nats-server --version 2>&1 | head -1)" ;;
             redis) echo "redis-server: $(redis-server --version | head -1)" ;;
             hello) echo "hello: herald-load hello-server (bare hyper $(grep -A1 '^name = "hyper"$' "$ROOT/Cargo.lock" | grep -o '[0-9][0-9.]*' | head -1), HTTP/1.1 keep-alive)" ;;
@@ -210,7 +219,7 @@ for target in $TARGETS; do
     run latency-${RATE}/s "$target" "$port" latency \
         --topics 1 --subscribers "$FANOUT_SUBS" --publishers 1 --payload "$PAYLOAD" \
         --rate "$RATE" --duration "$DURATION"
-    if [[ "$target" == herald ]]; then
+    if [[ "$target" == herald || "$target" == base ]]; then
         run rest-${REST_CONNS}conns "$target" "$port" rest --connections "$REST_CONNS" \
             --payload "$PAYLOAD" --duration "$DURATION"
     fi

@@ -1,10 +1,30 @@
 //! Every setting of PROTOCOL.md §6, as one `Config` built from flags and environment variables.
+//! `values` turns each setting's text into a value, or into the one line a bad value gets;
+//! `auth` says how clients authenticate, for the start-up line.
+
+mod auth;
+mod values;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+
+pub use auth::{
+    AuthArgs, AuthSummary, Secret, TokenSettings, MAX_JWT_LEEWAY_SECS, MIN_JWT_SECRET_BYTES,
+};
+use values::{allowed, check_nats_urls, check_origin, listen_addr, whole, UNBOUNDED};
+pub use values::{clap_error_line, ConfigError};
+
+/// Largest `SUBSCRIBER_QUEUE_SIZE` and `RING_BUFFER_SIZE`: both are allocated up front, per
+/// connection and per topic.
+const MAX_QUEUE: u64 = 1 << 20;
+/// Largest `MAX_MESSAGE_BYTES`: one message is held whole in memory by every ring it enters.
+const MAX_MESSAGE: u64 = 64 << 20;
+/// Largest value of a `*_SECS` setting (a year): deadlines are `now + setting`, and far larger
+/// values would overflow that sum.
+const MAX_SECS: u64 = 365 * 24 * 60 * 60;
 
 /// What the broker does when a connection's outbound queue is full (PROTOCOL.md §1, Backpressure).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,6 +95,8 @@ pub struct Config {
     /// Lame-duck drain on SIGTERM: clients are closed with 1012 in batches over this long before
     /// the normal shutdown; zero skips it.
     pub drain_duration: Duration,
+    /// Token auth (PROTOCOL.md §4), read by `crate::auth`.
+    pub tokens: TokenSettings,
 }
 
 /// `DRAIN_DURATION_SECS` when unset in cluster mode: long enough to spread reconnects of many
@@ -124,14 +146,10 @@ impl Default for Config {
             nats_url: None,
             node_id: default_node_id(),
             drain_duration: Duration::ZERO,
+            tokens: TokenSettings::default(),
         }
     }
 }
-
-/// A configuration value that cannot be used; the message is the one line shown at start-up.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(String);
 
 /// The command-line flags and environment variables of PROTOCOL.md §6.
 #[derive(Debug, Clone, Args)]
@@ -140,7 +158,7 @@ pub struct ServerArgs {
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     pub host: String,
     /// Listen port.
-    #[arg(long, env = "PORT", default_value_t = 8080)]
+    #[arg(long, env = "PORT", default_value_t = 8080, value_parser = whole::<u16, 0, 65535>)]
     pub port: u16,
     /// Listen address, `:8080` or `host:port`; overrides HOST and PORT.
     #[arg(long, env = "ADDR")]
@@ -149,7 +167,8 @@ pub struct ServerArgs {
     #[arg(long, env = "API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Outbound queue per connection, in frames.
-    #[arg(long, env = "SUBSCRIBER_QUEUE_SIZE", default_value_t = 100)]
+    #[arg(long, env = "SUBSCRIBER_QUEUE_SIZE", default_value_t = 100,
+        value_parser = whole::<usize, 1, MAX_QUEUE>)]
     pub subscriber_queue_size: usize,
     /// Policy when a connection's outbound queue is full.
     #[arg(
@@ -160,57 +179,66 @@ pub struct ServerArgs {
     )]
     pub slow_consumer_policy: SlowConsumerPolicy,
     /// Replay ring per topic, in messages.
-    #[arg(long, env = "RING_BUFFER_SIZE")]
+    #[arg(long, env = "RING_BUFFER_SIZE", value_parser = whole::<usize, 1, MAX_QUEUE>)]
     pub ring_buffer_size: Option<usize>,
-    /// Alias of RING_BUFFER_SIZE (seed b).
-    #[arg(long, env = "MAX_MESSAGES_PER_TOPIC", hide = true)]
+    /// Alias of RING_BUFFER_SIZE (seed b, PROTOCOL.md §6).
+    #[arg(long, env = "MAX_MESSAGES_PER_TOPIC", hide = true,
+        value_parser = whole::<usize, 1, MAX_QUEUE>)]
     pub max_messages_per_topic: Option<usize>,
     /// Whether subscribe and publish create missing topics.
     #[arg(long, env = "AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_create_topics: bool,
     /// Maximum number of topics.
-    #[arg(long, env = "MAX_TOPICS", default_value_t = 100_000)]
+    #[arg(long, env = "MAX_TOPICS", default_value_t = 100_000,
+        value_parser = whole::<usize, 1, UNBOUNDED>)]
     pub max_topics: usize,
     /// Largest message payload, bytes.
-    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 1 << 20,
+        value_parser = whole::<usize, 1, MAX_MESSAGE>)]
     pub max_message_bytes: usize,
     /// Publishes per second per topic, 0 = off.
-    #[arg(long, env = "MAX_PUBLISH_RATE", default_value_t = 0)]
+    #[arg(long, env = "MAX_PUBLISH_RATE", default_value_t = 0,
+        value_parser = whole::<u32, 0, { u32::MAX as u64 }>)]
     pub max_publish_rate: u32,
     /// Maximum topics one connection may subscribe to.
-    #[arg(
-        long,
-        env = "MAX_SUBSCRIPTIONS_PER_CONNECTION",
-        default_value_t = 1_000
-    )]
+    #[arg(long, env = "MAX_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = 1_000,
+        value_parser = whole::<usize, 1, UNBOUNDED>)]
     pub max_subscriptions_per_connection: usize,
     /// Maximum open WebSocket connections; upgrades beyond it are refused with 503.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1_000_000)]
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1_000_000,
+        value_parser = whole::<usize, 1, UNBOUNDED>)]
     pub max_connections: usize,
     /// Control frames (ping/pong/close) a client may send per second before it is closed.
-    #[arg(long, env = "MAX_CONTROL_FRAMES_PER_SEC", default_value_t = 100)]
+    #[arg(long, env = "MAX_CONTROL_FRAMES_PER_SEC", default_value_t = 100,
+        value_parser = whole::<u32, 1, { u32::MAX as u64 }>)]
     pub max_control_frames_per_sec: u32,
     /// Comma-separated browser origins (e.g. `https://app.example.com`) allowed to open
     /// WebSockets; unset allows all. Requests without an Origin header (non-browsers) pass.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
     /// Seconds between heartbeats.
-    #[arg(long, env = "HEARTBEAT_INTERVAL_SECS", default_value_t = 20)]
+    #[arg(long, env = "HEARTBEAT_INTERVAL_SECS", default_value_t = 20,
+        value_parser = whole::<u64, 1, MAX_SECS>)]
     pub heartbeat_interval_secs: u64,
-    /// Seconds of silence before a connection is closed.
-    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    /// Seconds of silence before a connection is closed; more than the heartbeat interval.
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 60,
+        value_parser = whole::<u64, 1, MAX_SECS>)]
     pub idle_timeout_secs: u64,
     /// Seconds allowed for draining on shutdown.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 10,
+        value_parser = whole::<u64, 0, MAX_SECS>)]
     pub shutdown_timeout_secs: u64,
     /// Seconds a client has to send a complete HTTP request head.
-    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
+        value_parser = whole::<u64, 1, MAX_SECS>)]
     pub header_read_timeout_secs: u64,
     /// WebSocket read buffer, bytes.
-    #[arg(long, env = "WS_READ_BUFFER_SIZE", default_value_t = 4 * 1024)]
+    #[arg(long, env = "WS_READ_BUFFER_SIZE", default_value_t = 4 * 1024,
+        value_parser = whole::<usize, 1, UNBOUNDED>)]
     pub ws_read_buffer_size: usize,
     /// WebSocket write buffer, bytes.
-    #[arg(long, env = "WS_WRITE_BUFFER_SIZE", default_value_t = 16 * 1024)]
+    #[arg(long, env = "WS_WRITE_BUFFER_SIZE", default_value_t = 16 * 1024,
+        value_parser = whole::<usize, 0, UNBOUNDED>)]
     pub ws_write_buffer_size: usize,
     /// PEM certificate chain: serve HTTPS and wss:// on the same port (needs --tls-key).
     #[arg(long, env = "TLS_CERT")]
@@ -225,17 +253,16 @@ pub struct ServerArgs {
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
     /// Seconds to spread closing clients (1012) over on SIGTERM; default 5 in cluster mode, 0 else.
-    #[arg(long, env = "DRAIN_DURATION_SECS")]
+    #[arg(long, env = "DRAIN_DURATION_SECS", value_parser = whole::<u64, 0, MAX_SECS>)]
     pub drain_duration_secs: Option<u64>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 impl ServerArgs {
     /// Resolves aliases and checks every value, so a bad setting stops start-up before binding.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let addr = match &self.addr {
-            Some(a) => parse_addr(a)?,
-            None => parse_addr(&format!("{}:{}", self.host, self.port))?,
-        };
+        let addr = listen_addr(self.addr.as_deref(), &self.host, self.port)?;
         let ring_buffer_size = self
             .ring_buffer_size
             .or(self.max_messages_per_topic)
@@ -244,12 +271,31 @@ impl ServerArgs {
         let tls = match (nonempty(self.tls_cert), nonempty(self.tls_key)) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
-            _ => {
+            (Some(_), None) => {
                 return Err(ConfigError(
-                    "TLS_CERT and TLS_KEY must be given together".into(),
+                    "TLS_CERT is set but TLS_KEY is not: TLS needs both (or neither)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "TLS_KEY is set but TLS_CERT is not: TLS needs both (or neither)".into(),
                 ))
             }
         };
+        let nats_url = self.nats_url.filter(|u| !u.trim().is_empty());
+        if let Some(urls) = &nats_url {
+            check_nats_urls(urls)?;
+        }
+        if self.idle_timeout_secs <= self.heartbeat_interval_secs {
+            // The heartbeat's Ping is what keeps a listening client's connection alive: its Pong
+            // must arrive before the idle timeout, or every quiet subscriber is closed.
+            return Err(ConfigError(format!(
+                "IDLE_TIMEOUT_SECS={} must be more than HEARTBEAT_INTERVAL_SECS={}: the server \
+                 pings every heartbeat and closes connections silent for the idle timeout, so \
+                 clients that only listen would be closed",
+                self.idle_timeout_secs, self.heartbeat_interval_secs
+            )));
+        }
         let config = Config {
             addr,
             api_key: self.api_key.filter(|k| !k.is_empty()),
@@ -277,101 +323,128 @@ impl ServerArgs {
             ws_write_buffer_size: self.ws_write_buffer_size,
             tls,
             drain_duration: Duration::from_secs(self.drain_duration_secs.unwrap_or(
-                if self.nats_url.is_some() {
+                if nats_url.is_some() {
                     DEFAULT_CLUSTER_DRAIN_SECS
                 } else {
                     0
                 },
             )),
-            nats_url: self.nats_url.filter(|u| !u.trim().is_empty()),
+            nats_url,
             node_id: self
                 .node_id
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(default_node_id),
+            tokens: self.auth.into_settings(),
         };
+        for origin in &config.allowed_origins {
+            check_origin(origin)?;
+        }
         config.validate()?;
         Ok(config)
     }
 }
 
 impl Config {
-    /// Rejects values the broker cannot run with (zero-sized queues, zero intervals, ...).
+    /// Rejects values the broker cannot run with (zero-sized queues, zero intervals, ...), named
+    /// as `NAME=value: what is allowed`, the same line a bad flag or variable gets.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = [
-            ("SUBSCRIBER_QUEUE_SIZE", self.subscriber_queue_size),
-            ("RING_BUFFER_SIZE", self.ring_buffer_size),
-            ("MAX_TOPICS", self.max_topics),
-            ("MAX_MESSAGE_BYTES", self.max_message_bytes),
+        let u32_max = u64::from(u32::MAX);
+        let counts = [
+            (
+                "SUBSCRIBER_QUEUE_SIZE",
+                self.subscriber_queue_size as u64,
+                1,
+                MAX_QUEUE,
+            ),
+            (
+                "RING_BUFFER_SIZE",
+                self.ring_buffer_size as u64,
+                1,
+                MAX_QUEUE,
+            ),
+            ("MAX_TOPICS", self.max_topics as u64, 1, UNBOUNDED),
+            (
+                "MAX_MESSAGE_BYTES",
+                self.max_message_bytes as u64,
+                1,
+                MAX_MESSAGE,
+            ),
             (
                 "MAX_SUBSCRIPTIONS_PER_CONNECTION",
-                self.max_subscriptions_per_connection,
+                self.max_subscriptions_per_connection as u64,
+                1,
+                UNBOUNDED,
             ),
-            ("WS_READ_BUFFER_SIZE", self.ws_read_buffer_size),
-            ("MAX_CONNECTIONS", self.max_connections),
+            (
+                "WS_READ_BUFFER_SIZE",
+                self.ws_read_buffer_size as u64,
+                1,
+                UNBOUNDED,
+            ),
+            ("MAX_CONNECTIONS", self.max_connections as u64, 1, UNBOUNDED),
             (
                 "MAX_CONTROL_FRAMES_PER_SEC",
-                self.max_control_frames_per_sec as usize,
+                self.max_control_frames_per_sec.into(),
+                1,
+                u32_max,
             ),
         ];
-        for (name, value) in positive {
-            if value == 0 {
-                return Err(ConfigError(format!("{name} must be at least 1")));
+        for (name, value, min, max) in counts {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::setting(
+                    name,
+                    &value.to_string(),
+                    allowed(min, max),
+                ));
             }
         }
-        if self.ring_buffer_size > 1 << 20 {
-            return Err(ConfigError(
-                "RING_BUFFER_SIZE must be at most 1048576".into(),
-            ));
+        // Durations may be sub-second when built in code (tests), so only zero and overflow are
+        // checked here; the flags take whole seconds.
+        let durations = [
+            ("HEARTBEAT_INTERVAL_SECS", self.heartbeat_interval, 1),
+            ("IDLE_TIMEOUT_SECS", self.idle_timeout, 1),
+            ("HEADER_READ_TIMEOUT_SECS", self.header_read_timeout, 1),
+            ("SHUTDOWN_TIMEOUT_SECS", self.shutdown_timeout, 0),
+            ("DRAIN_DURATION_SECS", self.drain_duration, 0),
+        ];
+        for (name, value, min) in durations {
+            if (min > 0 && value.is_zero()) || value.as_secs() > MAX_SECS {
+                let shown = value.as_secs_f64().to_string();
+                return Err(ConfigError::setting(name, &shown, allowed(min, MAX_SECS)));
+            }
         }
-        if self.subscriber_queue_size > 1 << 20 {
-            return Err(ConfigError(
-                "SUBSCRIBER_QUEUE_SIZE must be at most 1048576".into(),
-            ));
-        }
-        if self.max_message_bytes > 64 << 20 {
-            return Err(ConfigError(
-                "MAX_MESSAGE_BYTES must be at most 67108864".into(),
-            ));
-        }
-        if self.heartbeat_interval.is_zero() || self.idle_timeout.is_zero() {
-            return Err(ConfigError(
-                "HEARTBEAT_INTERVAL_SECS and IDLE_TIMEOUT_SECS must be at least 1".into(),
-            ));
-        }
-        if !self
-            .node_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
-            || self.node_id.is_empty()
+        if self.node_id.is_empty()
+            || !self
+                .node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
         {
-            return Err(ConfigError(
-                "NODE_ID may only contain A-Z a-z 0-9 _ -".into(),
+            return Err(ConfigError::setting(
+                "NODE_ID",
+                &self.node_id,
+                "only A-Z a-z 0-9 _ - are allowed",
             ));
         }
-        if self.header_read_timeout.is_zero() {
-            return Err(ConfigError(
-                "HEADER_READ_TIMEOUT_SECS must be at least 1".into(),
-            ));
-        }
-        Ok(())
+        self.tokens.validate()
     }
 }
 
-/// Parses `:8080` (Go form, all interfaces), `host:port` or `[v6]:port`.
-fn parse_addr(text: &str) -> Result<SocketAddr, ConfigError> {
-    let full = if let Some(port) = text.strip_prefix(':') {
-        format!("0.0.0.0:{port}")
-    } else {
-        text.to_string()
-    };
-    if let Ok(addr) = full.parse() {
-        return Ok(addr);
+impl Config {
+    /// How clients authenticate, for the start-up log line; never the secret itself.
+    pub fn auth_summary(&self) -> AuthSummary {
+        AuthSummary {
+            api_key: self.api_key.is_some(),
+            tokens: self.tokens.is_on(),
+        }
     }
-    // Host names such as `localhost:8080` resolve once, at start-up.
-    std::net::ToSocketAddrs::to_socket_addrs(&full)
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| ConfigError(format!("cannot parse listen address `{text}`")))
+}
+
+impl ServerArgs {
+    /// Settings that are valid but probably not what was meant, for the start-up log; never a
+    /// secret.
+    pub fn warnings(&self) -> Vec<String> {
+        auth::warnings(self.api_key.as_deref())
+    }
 }
 
 #[cfg(test)]
@@ -379,21 +452,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn go_style_addr_binds_all_interfaces() {
-        assert_eq!(
-            parse_addr(":9090").unwrap(),
-            "0.0.0.0:9090".parse().unwrap()
-        );
-        assert_eq!(
-            parse_addr("127.0.0.1:1").unwrap(),
-            "127.0.0.1:1".parse().unwrap()
-        );
-        assert!(parse_addr("nonsense").is_err());
-        assert!(parse_addr(":99999").is_err());
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
     }
 
     #[test]
-    fn defaults_are_valid() {
-        Config::default().validate().unwrap();
+    fn auth_is_summarized_without_the_secret() {
+        let mut config = Config::default();
+        assert_eq!(config.auth_summary().to_string(), "none");
+        config.api_key = Some("s3cret".into());
+        assert_eq!(config.auth_summary().to_string(), "api_key");
+    }
+
+    #[test]
+    fn validate_names_the_setting_and_its_value() {
+        let config = Config {
+            subscriber_queue_size: 0,
+            ..Config::default()
+        };
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "invalid configuration: SUBSCRIBER_QUEUE_SIZE=0: expected a whole number from 1 to 1048576"
+        );
+        let config = Config {
+            heartbeat_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("HEARTBEAT_INTERVAL_SECS=0: expected a whole number from 1 to"));
     }
 }

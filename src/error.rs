@@ -13,7 +13,7 @@ pub enum ErrorCode {
     RateLimited,
     /// The message exceeds `MAX_MESSAGE_BYTES`.
     PayloadTooLarge,
-    /// Missing or wrong API key.
+    /// Missing or wrong API key, or a token that is invalid (the message says why).
     Unauthorized,
     /// The connection's outbound queue overflowed under policy `disconnect`.
     SlowConsumer,
@@ -31,8 +31,11 @@ pub enum ErrorCode {
     LimitExceeded,
     /// The server is shutting down or cannot serve right now.
     Unavailable,
-    /// A browser origin not in `ALLOWED_ORIGINS` (extension).
+    /// A browser origin not in `ALLOWED_ORIGINS` (extension), or valid credentials that lack
+    /// the right for the operation.
     Forbidden,
+    /// The connection's token expired (past `exp` + leeway) without a refresh.
+    TokenExpired,
 }
 
 impl ErrorCode {
@@ -53,6 +56,7 @@ impl ErrorCode {
             Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::Unavailable => "UNAVAILABLE",
             Self::Forbidden => "FORBIDDEN",
+            Self::TokenExpired => "TOKEN_EXPIRED",
         }
     }
 
@@ -72,6 +76,7 @@ impl ErrorCode {
             Self::LimitExceeded => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::TokenExpired => StatusCode::UNAUTHORIZED,
         }
     }
 }

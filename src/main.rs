@@ -1,25 +1,16 @@
 //! The `herald` binary: flags and environment, logging, signals, then [`herald::run`]; or, with a
-//! subcommand, one of the clients in [`herald::cli`].
+//! subcommand, one of the clients in [`herald::client`].
 
 use std::future::Future;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use herald::cli::{CliError, ProbeArgs, PubArgs, SubArgs};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use herald::client::{CliError, ProbeArgs, PubArgs, SubArgs, TokenArgs};
 use herald::config::ServerArgs;
-use tracing_subscriber::EnvFilter;
+use herald::logging::LogFormat;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log shippers.
-    Json,
-}
 
 /// A lock-free WebSocket + REST publish/subscribe broker.
 #[derive(Debug, Parser)]
@@ -58,6 +49,8 @@ enum Command {
     Pub(PubArgs),
     /// Check a server's health route (default /livez): exit 0 when it answers 2xx.
     Probe(ProbeArgs),
+    /// Mint a token from JWT_SECRET (development and tests) and print it.
+    Token(TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,7 +58,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
             // One clear line, not clap's full usage dump: this is usually an environment variable.
-            eprintln!("herald: {}", first_paragraph(&e.to_string()));
+            let argv: Vec<_> = std::env::args_os().collect();
+            let line = herald::config::clap_error_line(&e, Cli::command(), &argv);
+            eprintln!("herald: {line}");
             return ExitCode::from(2);
         }
         Err(e) => {
@@ -77,32 +72,22 @@ fn main() -> ExitCode {
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
-        Some(Command::Sub(args)) => client(herald::cli::sub(args)),
-        Some(Command::Pub(args)) => client(herald::cli::publish(args)),
+        Some(Command::Sub(args)) => client(herald::client::sub(args)),
+        Some(Command::Pub(args)) => client(herald::client::publish(args)),
+        Some(Command::Token(args)) => match herald::client::token(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("herald: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
         Some(Command::Probe(args)) => {
-            // Without --url, probe where a server started in this environment listens.
-            let addr = cli.serve.server.into_config().map(|c| c.addr);
-            client(herald::cli::probe(args, addr))
+            // Without --url, probe where (and whether over TLS) a server started in this
+            // environment listens.
+            let server = cli.serve.server.into_config();
+            client(herald::client::probe(args, server))
         }
     }
-}
-
-/// Clap's message up to its first blank line, on one line, plus its tip if it has one:
-/// `the following required arguments were not provided: <TOPIC>` rather than a usage dump.
-fn first_paragraph(text: &str) -> String {
-    let first: Vec<&str> = text
-        .lines()
-        .take_while(|l| !l.trim().is_empty())
-        .map(str::trim)
-        .collect();
-    let mut line = first.join(" ").trim_start_matches("error: ").to_string();
-    if line.is_empty() {
-        line = "invalid arguments".into();
-    }
-    if let Some(tip) = text.lines().map(str::trim).find(|l| l.starts_with("tip:")) {
-        line = format!("{line} ({tip})");
-    }
-    line
 }
 
 /// Runs a client command on a single-threaded runtime; its error is one line on stderr.
@@ -126,8 +111,10 @@ fn client(command: impl Future<Output = Result<(), CliError>>) -> ExitCode {
     }
 }
 
-/// Runs the broker until SIGINT or SIGTERM.
+/// Runs the broker until SIGINT or SIGTERM. Every bad setting, the TLS files and `RUST_LOG`
+/// included, stops start-up with one line and exit code 2 before anything binds.
 fn serve(cli: ServeArgs) -> ExitCode {
+    let warnings = cli.server.warnings();
     let config = match cli.server.into_config() {
         Ok(config) => config,
         Err(e) => {
@@ -135,13 +122,22 @@ fn serve(cli: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    match cli.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
+    // Loaded here only to be checked: `run` loads them again, and a bad file is configuration.
+    if let Some(Err(e)) = config.tls.as_ref().map(herald::tls::server_config) {
+        eprintln!("herald: invalid configuration: {e}");
+        return ExitCode::from(2);
+    }
+    // Likewise JWT_PUBLIC_KEY and PERMISSIONS_FILE.
+    if let Err(e) = herald::auth::Auth::from_config(&config) {
+        eprintln!("herald: invalid configuration: {e}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = herald::logging::init(cli.log_format) {
+        eprintln!("herald: {e}");
+        return ExitCode::from(2);
+    }
+    for warning in warnings {
+        tracing::warn!("{warning}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

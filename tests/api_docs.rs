@@ -1,13 +1,16 @@
 //! The API documents and the dashboard (issue 8): the server serves exactly the files in `api/` and
 //! `dashboard/` without a key, every path and method in `api/openapi.json` is the router's (the
 //! paths themselves are matched against the router's source by a unit test in
-//! `src/server/assets.rs`), the statuses the document lists are the ones the server answers, and
-//! the error codes it lists are the server's.
+//! `src/server/assets.rs`), the statuses the document lists are the ones the server answers (a
+//! token without the right gets the documented 403 `FORBIDDEN` on every route that checks one), the
+//! error codes it lists are the server's, and `api/asyncapi.yaml` knows every client frame type and
+//! info message the server has.
 
 mod common;
 
 use std::collections::BTreeSet;
 
+use common::rest::{upgrade_request, SAMPLE_WS_KEY};
 use common::{http, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -70,6 +73,11 @@ async fn served_documents_and_dashboard_equal_the_files_and_need_no_key() {
         ("/asyncapi.yaml", "api/asyncapi.yaml", "application/yaml"),
         ("/dashboard", "dashboard/index.html", "text/html"),
         ("/dashboard/app.js", "dashboard/app.js", "text/javascript"),
+        (
+            "/dashboard/herald-client.js",
+            "clients/js/index.js",
+            "text/javascript",
+        ),
         ("/dashboard/style.css", "dashboard/style.css", "text/css"),
     ];
     for (path, file, media) in files {
@@ -186,12 +194,7 @@ async fn websocket_routes_answer_documented_statuses() {
         let statuses = documented_statuses(&doc, doc_path, "GET");
         let plain = http().get(server.url(path)).send().await.unwrap();
         assert_eq!(plain.status(), 400, "{path} without upgrade headers");
-        let upgraded = http()
-            .get(server.url(path))
-            .header("Connection", "Upgrade")
-            .header("Upgrade", "websocket")
-            .header("Sec-WebSocket-Version", "13")
-            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        let upgraded = upgrade_request(server.url(path), SAMPLE_WS_KEY)
             .send()
             .await
             .unwrap();
@@ -228,19 +231,184 @@ fn documented_error_codes_are_the_servers() {
     );
     // The WebSocket codes of api/asyncapi.yaml (one flow list) are the server's too.
     let yaml = String::from_utf8(repo_file("api/asyncapi.yaml")).unwrap();
-    let ws_codes: BTreeSet<String> = yaml
-        .split("ErrorCode:")
-        .nth(1)
-        .and_then(|s| s.split("enum: [").nth(1))
-        .and_then(|s| s.split(']').next())
-        .expect("asyncapi ErrorCode enum")
-        .split(',')
-        .map(|c| c.trim().to_string())
-        .collect();
+    let ws_codes = flow_list(&yaml, "ErrorCode:", "enum");
     assert!(ws_codes.len() >= 8, "{ws_codes:?}");
     let unknown: Vec<_> = ws_codes.difference(&documented).collect();
     assert!(
         unknown.is_empty(),
         "asyncapi codes the server lacks: {unknown:?}"
     );
+}
+
+/// The items of the first flow list `key: [a, b]` after `section` in the YAML text `yaml`.
+fn flow_list(yaml: &str, section: &str, key: &str) -> BTreeSet<String> {
+    yaml.split(section)
+        .nth(1)
+        .and_then(|s| s.split(&format!("{key}: [")).nth(1))
+        .and_then(|s| s.split(']').next())
+        .unwrap_or_else(|| panic!("api/asyncapi.yaml: no `{key}: [` under {section}"))
+        .split(',')
+        .map(|item| item.trim().to_string())
+        .collect()
+}
+
+/// Every `"key":"value"` value the Rust source `file` writes for `key`, read from its text.
+fn written_values(file: &str, key: &str) -> BTreeSet<String> {
+    let source = String::from_utf8(repo_file(file)).unwrap();
+    let marker = format!("\"{key}\":\"");
+    source
+        .split(&marker)
+        .skip(1)
+        .filter_map(|rest| rest.split_once('"'))
+        .map(|(value, _)| value.to_string())
+        .collect()
+}
+
+#[test]
+fn asyncapi_documents_every_client_frame_type_and_info_message() {
+    let yaml = String::from_utf8(repo_file("api/asyncapi.yaml")).unwrap();
+    // The frame types the decoder accepts: `Some(Some("auth")) => Kind::Auth,`.
+    let client = String::from_utf8(repo_file("src/protocol/client.rs")).unwrap();
+    let types: BTreeSet<&str> = client
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Some(Some(\""))
+        .filter_map(|rest| rest.split_once("\"))"))
+        .map(|(kind, _)| kind)
+        .collect();
+    assert!(types.len() >= 5, "parsed {types:?}");
+    for kind in types {
+        assert!(
+            yaml.contains(&format!("type: {{const: {kind}}}")),
+            "api/asyncapi.yaml has no client frame of type `{kind}`"
+        );
+    }
+    // The info messages the server writes are the InfoFrame's `msg` enum.
+    let sent = written_values("src/protocol/server.rs", "msg");
+    assert!(sent.len() >= 4, "parsed {sent:?}");
+    let documented = flow_list(&yaml, "InfoFrame:", "enum");
+    assert_eq!(
+        documented, sent,
+        "api/asyncapi.yaml info msgs vs src/protocol/server.rs"
+    );
+    // The auth ack's fields are the ones the server writes.
+    let ack = flow_list(&yaml, "AuthAckFrame:", "required");
+    let server = String::from_utf8(repo_file("src/protocol/server.rs")).unwrap();
+    for field in ["client_id", "expires_in"] {
+        assert!(ack.contains(field), "AuthAckFrame lacks {field}");
+        assert!(
+            server.contains(&format!("\"{field}\":")),
+            "server writes no {field}"
+        );
+    }
+}
+
+const SECRET: &str = "api-docs-secret-of-at-least-32-bytes!";
+
+/// An HS256 token for `sub` with the `herald` claim `rights`, valid for an hour.
+fn token(sub: &str, rights: Value) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": sub, "exp": exp, "herald": rights}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// The codes the documented response `status` of `method path` may carry.
+fn documented_codes(doc: &Value, path: &str, method: &str, status: u16) -> Vec<String> {
+    let mut response = &doc["paths"][path][method.to_lowercase()]["responses"][status.to_string()];
+    if let Some(name) = response["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/responses/"))
+    {
+        response = &doc["components"]["responses"][name];
+    }
+    response["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
+        ["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{method} {path}: no documented {status} with codes"))
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_route_that_checks_a_right_documents_its_403_and_401() {
+    let doc = openapi();
+    let server = TestServer::start_with(|c| {
+        c.tokens.jwt_secret = Some(herald::config::Secret::new(SECRET));
+    })
+    .await;
+    let admin = token("docs-admin", json!({"admin": true}));
+    let created = http()
+        .post(server.url("/topics"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "docs-topic"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    // Valid, with rights only on another topic: every right-checking route refuses it.
+    let outsider = token(
+        "docs-outsider",
+        json!({"sub": ["elsewhere"], "pub": ["elsewhere"], "history": ["elsewhere"]}),
+    );
+    let bodies = [
+        ("/topics", r#"{"name":"docs-other"}"#),
+        ("/publish", r#"{"topic":"docs-topic","data":1}"#),
+        ("/pub/{topic}", "hello"),
+    ];
+    let mut checked = 0;
+    for (path, methods) in documented_methods(&doc) {
+        for method in methods {
+            let op = &doc["paths"][&path][method.to_lowercase()];
+            if op["security"] == json!([]) || path.starts_with("/ws") {
+                continue;
+            }
+            let body = bodies.iter().find(|(p, _)| *p == path).map(|(_, b)| *b);
+            let send = |bearer: Option<&str>| {
+                let mut req = http().request(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    server.url(&concrete(&path)),
+                );
+                if let Some(token) = bearer {
+                    req = req.bearer_auth(token);
+                }
+                if let Some(body) = body {
+                    req = req.header("content-type", "application/json").body(body);
+                }
+                req.send()
+            };
+            for (bearer, status, code) in [
+                (Some(outsider.as_str()), 403, "FORBIDDEN"),
+                (None, 401, "UNAUTHORIZED"),
+            ] {
+                let resp = send(bearer).await.unwrap();
+                assert_eq!(resp.status(), status, "{method} {path} with {bearer:?}");
+                let body: Value = resp.json().await.unwrap();
+                assert_eq!(body["error"]["code"], code, "{method} {path}: {body}");
+                let codes = documented_codes(&doc, &path, &method, status);
+                assert!(
+                    codes.iter().any(|c| c == code),
+                    "{method} {path}: {status} documents {codes:?}, not {code}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 10, "routes that check a right");
+    // `/ws/sub/{topic}` subscribes before the upgrade, so a missing `sub` right is a 403 there.
+    let resp = upgrade_request(server.url("/ws/sub/docs-topic"), SAMPLE_WS_KEY)
+        .bearer_auth(&outsider)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let codes = documented_codes(&doc, "/ws/sub/{topic}", "GET", 403);
+    assert_eq!(codes, ["FORBIDDEN"]);
 }

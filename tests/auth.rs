@@ -4,12 +4,12 @@
 
 mod common;
 
+use common::assert::{assert_refused_401, assert_rest_error};
+use common::rest::{upgrade_request, SAMPLE_WS_KEY};
 use common::{http, TestServer, WsClient};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 const KEY: &str = "s3cret";
 
@@ -37,6 +37,18 @@ const WRONG_FORMS: [Key; 9] = [
     Key::Authorization("s3cret"),
     Key::Authorization("Basic s3cret"),
 ];
+
+impl Key {
+    /// The header that carries the key, when it travels in a header.
+    fn header(self) -> Option<(&'static str, String)> {
+        match self {
+            Key::Header(k) => Some(("X-API-Key", k.to_string())),
+            Key::Bearer(k) => Some(("Authorization", format!("Bearer {k}"))),
+            Key::Authorization(v) => Some(("Authorization", v.to_string())),
+            Key::None | Key::Query(_) => None,
+        }
+    }
+}
 
 /// Appends `api_key=` to `path` when the key travels in the query.
 fn with_query(path: &str, key: Key) -> String {
@@ -106,41 +118,15 @@ async fn send(server: &TestServer, call: &Call, key: Key) -> reqwest::Response {
         call.method.clone(),
         server.url(&with_query(&call.path, key)),
     );
-    req = match key {
-        Key::Header(k) => req.header("X-API-Key", k),
-        Key::Bearer(k) => req.header("Authorization", format!("Bearer {k}")),
-        Key::Authorization(v) => req.header("Authorization", v),
-        Key::None | Key::Query(_) => req,
-    };
+    if let Some((name, value)) = key.header() {
+        req = req.header(name, value);
+    }
     if let Some(body) = &call.body {
         req = req
             .header("Content-Type", "application/json")
             .body(body.clone());
     }
     req.send().await.unwrap()
-}
-
-/// Asserts the PROTOCOL.md §3 error body with `code` and `status`.
-async fn assert_error(resp: reqwest::Response, status: u16, code: &str, what: &str) {
-    assert_eq!(resp.status().as_u16(), status, "{what}");
-    let ctype = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    assert!(
-        ctype.starts_with("application/json"),
-        "{what}: content-type {ctype}"
-    );
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], code, "{what}: {body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{what}: {body}"
-    );
 }
 
 /// Creates `name` with the right key.
@@ -172,45 +158,10 @@ async fn ws_connect(
     path: &str,
     key: Key,
 ) -> Result<WsClient, tungstenite::Error> {
-    let mut req = server
-        .ws_url(&with_query(path, key))
-        .into_client_request()
-        .unwrap();
-    let headers = req.headers_mut();
-    match key {
-        Key::Header(k) => {
-            headers.insert("X-API-Key", HeaderValue::from_str(k).unwrap());
-        }
-        Key::Bearer(k) => {
-            headers.insert(
-                "Authorization",
-                HeaderValue::from_str(&format!("Bearer {k}")).unwrap(),
-            );
-        }
-        Key::Authorization(v) => {
-            headers.insert("Authorization", HeaderValue::from_str(v).unwrap());
-        }
-        Key::None | Key::Query(_) => {}
-    }
-    let (inner, _resp) = tokio_tungstenite::connect_async(req).await?;
-    Ok(WsClient { inner })
-}
-
-/// Asserts the handshake was refused with HTTP 401 (never upgraded).
-fn assert_refused_401(result: Result<WsClient, tungstenite::Error>, what: &str) {
-    match result {
-        Ok(_) => panic!("{what}: upgrade succeeded without the right key"),
-        Err(tungstenite::Error::Http(resp)) => {
-            assert_eq!(resp.status().as_u16(), 401, "{what}");
-            // Whatever part of the body arrived with the head must be the JSON error.
-            if let Some(body) = resp.body().as_deref().filter(|b| !b.is_empty()) {
-                if let Ok(v) = serde_json::from_slice::<Value>(body) {
-                    assert_eq!(v["error"]["code"], "UNAUTHORIZED", "{what}: {v}");
-                }
-            }
-        }
-        Err(e) => panic!("{what}: expected an HTTP 401 refusal, got {e:?}"),
-    }
+    let url = server.ws_url(&with_query(path, key));
+    let header = key.header();
+    let headers: Vec<(&'static str, &str)> = header.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    WsClient::try_connect_with(&url, &headers).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +173,7 @@ async fn every_rest_route_refuses_a_missing_or_wrong_key_and_does_nothing() {
         for call in rest_routes("x") {
             let what = format!("{} {} with {key:?}", call.method, call.path);
             let resp = send(&server, &call, key).await;
-            assert_error(resp, 401, "UNAUTHORIZED", &what).await;
+            assert_rest_error(resp, 401, "UNAUTHORIZED", &what).await;
         }
     }
     // None of the refused calls had an effect.
@@ -280,16 +231,11 @@ async fn websocket_upgrades_without_the_right_key_are_refused_with_401_before_up
     );
     // The refusal carries the JSON error body (checked over plain HTTP with upgrade headers).
     for path in ["/ws", "/ws/sub/secret-topic"] {
-        let resp = http()
-            .get(server.url(path))
-            .header("Connection", "Upgrade")
-            .header("Upgrade", "websocket")
-            .header("Sec-WebSocket-Version", "13")
-            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        let resp = upgrade_request(server.url(path), SAMPLE_WS_KEY)
             .send()
             .await
             .unwrap();
-        assert_error(resp, 401, "UNAUTHORIZED", path).await;
+        assert_rest_error(resp, 401, "UNAUTHORIZED", path).await;
     }
     // Nothing happened behind the refusals: no session, no auto-created topic.
     let (status, _) = get_with_key(&server, "/topics/secret-topic").await;

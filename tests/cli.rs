@@ -1,30 +1,15 @@
 //! The real `herald` binary: bad configuration stops start-up with one line, and SIGTERM drains
 //! and exits 0.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_herald");
+use common::spawned::{assert_one_line_refusal, run_refused};
 
-fn run_with_env(vars: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    // Every case here fails before binding, so nothing listens; the timeout guards a regression.
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let out = child.wait_with_output().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10));
-    out
-}
+const BIN: &str = env!("CARGO_BIN_EXE_herald");
 
 #[test]
 fn bad_values_stop_startup_with_one_clear_line() {
@@ -40,19 +25,10 @@ fn bad_values_stop_startup_with_one_clear_line() {
             "HEARTBEAT_INTERVAL_SECS",
         ),
     ];
+    // Every case here fails before binding, so nothing listens.
     for (vars, mention) in cases {
-        let out = run_with_env(vars);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{vars:?}: {stderr}");
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "{vars:?}: not one line: {stderr}"
-        );
-        assert!(
-            stderr.contains(mention),
-            "{vars:?}: {stderr:?} does not mention {mention}"
-        );
+        let out = run_refused(&[], vars);
+        assert_one_line_refusal(&out, 2, mention, &format!("{vars:?}"));
     }
 }
 

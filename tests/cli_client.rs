@@ -302,7 +302,20 @@ async fn bad_input_is_one_line_and_nonzero() {
         (&["sub", "t", "--last-n", "many"], 2, "--last-n"),
         (&["sub", "t", "--epoch", "e"], 2, "--since-seq"),
         (&["pub", "t", "x", "--url", "ftp://h"], 2, "ftp://h"),
-        (&["pub", "t", "x", "--url", "wss://h"], 2, "TLS"),
+        (
+            &[
+                "pub",
+                "t",
+                "x",
+                "--url",
+                "wss://h",
+                "--cacert",
+                "/nonexistent",
+            ],
+            2,
+            "--cacert /nonexistent",
+        ),
+        (&["probe", "-k", "--cacert", "ca.pem"], 2, "--insecure"),
         (&["--port", "1", "sub", "t"], 2, "sub"),
         (&["pub", "t", "-x"], 2, "-- -x"),
         (

@@ -271,20 +271,8 @@ impl Cluster {
                 )
             })
             .collect();
-        let d = self.dir.display();
-        let conf = format!(
-            r#"daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/nginx-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/nginx-body;
-  proxy_temp_path {d}/nginx-proxy;
-  fastcgi_temp_path {d}/nginx-fastcgi;
-  uwsgi_temp_path {d}/nginx-uwsgi;
-  scgi_temp_path {d}/nginx-scgi;
+        let http = format!(
+            r#"  access_log off;
   map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
   upstream herald {{
 {servers}  }}
@@ -301,10 +289,59 @@ http {{
       proxy_buffering off;
       proxy_next_upstream error timeout http_502 http_503;
     }}
-  }}
-}}
-"#,
+  }}"#,
             port = self.nginx_port
+        );
+        let error_log = format!("{}/nginx-error.log warn", self.dir.display());
+        self.run_nginx(&bin, &error_log, &http).await;
+    }
+
+    /// nginx with `deploy/nginx.conf` as shipped, wrapped in a main config the way
+    /// `deploy/local-cluster.sh` wraps it: its upstream block lists `servers` (`server …;` lines),
+    /// it listens on a free loopback port, its log paths point into this cluster's directory, and
+    /// the main config logs errors down to `info`, as a permissive distribution default might.
+    async fn start_deploy_nginx(&mut self, servers: &str) {
+        let bin = require("nginx");
+        self.nginx_port = free_port();
+        let shipped = include_str!("../deploy/nginx.conf");
+        let start = shipped
+            .find("upstream herald {")
+            .expect("an upstream block");
+        let end = start + shipped[start..].find("\n}").expect("its end") + 2;
+        let d = self.dir.display();
+        let server_block = format!(
+            "{}upstream herald {{\n{servers}  keepalive 32;\n}}{}",
+            &shipped[..start],
+            &shipped[end..]
+        )
+        .replace(
+            "listen 8080;",
+            &format!("listen 127.0.0.1:{};", self.nginx_port),
+        )
+        .replace("/var/log/nginx/", &format!("{d}/nginx-"));
+        self.run_nginx(&bin, &format!("{d}/nginx-main.log info"), &server_block)
+            .await;
+    }
+
+    /// Starts nginx (`bin`) as its own process group: one worker, the main `error_log` setting,
+    /// the directives `http` inside http{}, its temporary files in this cluster's directory.
+    async fn run_nginx(&mut self, bin: &Path, error_log: &str, http: &str) {
+        let d = self.dir.display();
+        let conf = format!(
+            r#"daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {error_log};
+events {{ worker_connections 1024; }}
+http {{
+  client_body_temp_path {d}/nginx-body;
+  proxy_temp_path {d}/nginx-proxy;
+  fastcgi_temp_path {d}/nginx-fastcgi;
+  uwsgi_temp_path {d}/nginx-uwsgi;
+  scgi_temp_path {d}/nginx-scgi;
+{http}
+}}
+"#
         );
         let path = self.dir.join("nginx.conf");
         std::fs::write(&path, conf).expect("write nginx.conf");
@@ -864,5 +901,101 @@ async fn rolling_restart_under_load_loses_nothing_acknowledged() {
             missing.is_empty(),
             "acknowledged but never delivered: {missing:?}"
         );
+    }
+}
+
+/// A file of the cluster's directory; empty when nothing was written to it.
+fn read_log(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+}
+
+/// `deploy/nginx.conf` keeps credentials out of its logs (issue 15): browsers put them in the
+/// query string. A token and the admin key go through it in `?token=` and `?api_key=`, the first
+/// upgrade through a failover (a dead node first, which nginx reports at level `error` with the
+/// whole request line), and none of its logs holds them, while the access log does record each
+/// request, its path and the failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_nginx_conf_keeps_tokens_and_keys_out_of_its_logs() {
+    const SECRET: &str = "cluster-nginx-logs-secret-of-32-bytes+";
+    const KEY: &str = "SECRET-LIKE-admin-key-7f3a9c";
+    let mut cluster = Cluster::start(1, &[("JWT_SECRET", SECRET), ("API_KEY", KEY)]).await;
+    let dead = free_port();
+    let servers = format!(
+        "  server 127.0.0.1:{dead} max_fails=1 fail_timeout=30s;\n  server 127.0.0.1:{} backup;\n",
+        cluster.nodes[0].port
+    );
+    cluster.start_deploy_nginx(&servers).await;
+    let minted = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "token",
+            "--sub",
+            "log-reader",
+            "--allow-sub",
+            "logs.>",
+            "--ttl",
+            "10m",
+        ])
+        .args(["--secret", SECRET])
+        .output()
+        .expect("run herald token");
+    assert!(minted.status.success(), "herald token: {minted:?}");
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_string();
+    let signature = token.rsplit('.').next().unwrap().to_string();
+
+    // The token alone: its own rights, so the node did read it from the query.
+    let mut reader = WsClient::connect(&format!("{}?token={token}", cluster.lb_ws())).await;
+    subscribe(
+        &mut reader,
+        json!({"type": "subscribe", "topic": "logs.a", "request_id": "s"}),
+    )
+    .await;
+    let refused = reader
+        .request(json!({"type": "publish", "topic": "logs.a", "data": 1, "request_id": "p"}))
+        .await;
+    assert_eq!(refused["error"]["code"], "FORBIDDEN", "{refused}");
+    // Token and key together (the key wins), and a REST call with the key.
+    let mut admin =
+        WsClient::connect(&format!("{}?token={token}&api_key={KEY}", cluster.lb_ws())).await;
+    let published = admin
+        .request(json!({"type": "publish", "topic": "logs.a", "data": 2, "request_id": "p"}))
+        .await;
+    assert_eq!(published["type"], "ack", "{published}");
+    let (status, _) = get(&cluster.lb_url(&format!("/topics?api_key={KEY}"))).await;
+    assert_eq!(status, 200);
+    // nginx writes a WebSocket's line when the connection ends.
+    drop(reader);
+    drop(admin);
+    let deadline = Instant::now() + SETTLE;
+    while read_log(&cluster.dir, "nginx-access.log").lines().count() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "nginx logged fewer than 3 requests"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let access = read_log(&cluster.dir, "nginx-access.log");
+    assert_eq!(
+        access.matches("\"GET /ws HTTP/1.1\" 101 ").count(),
+        2,
+        "{access}"
+    );
+    assert!(access.contains("\"GET /topics HTTP/1.1\" 200 "), "{access}");
+    let failover = format!("upstream=127.0.0.1:{dead}, ");
+    assert!(
+        access.contains(&failover) && access.contains("upstream_status=502, 101"),
+        "the first upgrade went through the dead node first: {access}"
+    );
+    for name in ["nginx-access.log", "nginx-error.log", "nginx-main.log"] {
+        let log = read_log(&cluster.dir, name);
+        for secret in [
+            token.as_str(),
+            signature.as_str(),
+            KEY,
+            "token=",
+            "api_key=",
+        ] {
+            assert!(!log.contains(secret), "{name} holds `{secret}`:\n{log}");
+        }
     }
 }

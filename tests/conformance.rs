@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::rest::{upgrade_request, SAMPLE_WS_KEY};
 use common::{http, TestServer};
 use serde_json::json;
 
@@ -48,15 +49,7 @@ async fn head_is_answered_wherever_get_is() {
 #[tokio::test]
 async fn a_malformed_websocket_key_is_refused() {
     let server = TestServer::start().await;
-    let upgrade = |path: &str, key: &str| {
-        http()
-            .get(server.url(path))
-            .header("Connection", "Upgrade")
-            .header("Upgrade", "websocket")
-            .header("Sec-WebSocket-Version", "13")
-            .header("Sec-WebSocket-Key", key)
-            .send()
-    };
+    let upgrade = |path: &str, key: &str| upgrade_request(server.url(path), key).send();
     for path in ["/ws", "/ws/sub/key-topic"] {
         for bad in [
             "",
@@ -71,7 +64,7 @@ async fn a_malformed_websocket_key_is_refused() {
             let body: serde_json::Value = resp.json().await.unwrap();
             assert_eq!(body["error"]["code"], "BAD_REQUEST", "{body}");
         }
-        let resp = upgrade(path, "dGhlIHNhbXBsZSBub25jZQ==").await.unwrap();
+        let resp = upgrade(path, SAMPLE_WS_KEY).await.unwrap();
         assert_eq!(resp.status(), 101, "{path} with a valid key");
     }
 }

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::rest::get_json;
 use common::{http, TestServer, WsClient, RECV_TIMEOUT};
 use futures_util::{SinkExt, StreamExt};
 use herald::config::{Config, SlowConsumerPolicy};
@@ -175,17 +176,6 @@ impl Canary {
 // REST helpers
 // ---------------------------------------------------------------------------------------------
 
-async fn get_json(server: &TestServer, path: &str) -> Value {
-    http()
-        .get(server.url(path))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Polls `GET path` until `done` holds; panics after `within`. Returns the body and the wait.
 async fn wait_for(
     server: &TestServer,
@@ -196,7 +186,7 @@ async fn wait_for(
 ) -> (Value, Duration) {
     let started = Instant::now();
     loop {
-        let v = get_json(server, path).await;
+        let v = get_json(&server.url(path)).await;
         if done(&v) {
             return (v, started.elapsed());
         }
@@ -206,6 +196,14 @@ async fn wait_for(
         );
         sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Polls `/health` (up to 5 s) until it counts `want` connections.
+async fn wait_for_connections(server: &TestServer, want: u64, what: &str) {
+    wait_for(server, "/health", Duration::from_secs(5), what, |h| {
+        h["connections"] == want
+    })
+    .await;
 }
 
 /// `/health` `connections` once the canary is up: its two connections.
@@ -493,14 +491,7 @@ async fn a_subscriber_that_never_reads_is_disconnected_as_a_slow_consumer() {
     stop.store(true, Ordering::Relaxed);
     let published = flooder.await.expect("flood publisher");
     eprintln!("never reads: dropped {took:?} after the flood started ({published} x 64 KiB)");
-    wait_for(
-        &server,
-        "/health",
-        Duration::from_secs(5),
-        "connection count back to baseline",
-        |h| h["connections"] == baseline,
-    )
-    .await;
+    wait_for_connections(&server, baseline, "connection count back to baseline").await;
 
     // What it finally reads: an in-order prefix, maybe SLOW_CONSUMER, then 1008 or the end.
     let mut seqs = Vec::new();
@@ -586,14 +577,7 @@ async fn a_subscriber_reading_one_byte_a_second_is_disconnected_as_a_slow_consum
     stop.store(true, Ordering::Relaxed);
     let published = flooder.await.expect("flood publisher");
     eprintln!("byte a second: dropped {took:?} after the flood started ({published} x 64 KiB)");
-    wait_for(
-        &server,
-        "/health",
-        Duration::from_secs(5),
-        "connection count back to baseline",
-        |h| h["connections"] == baseline,
-    )
-    .await;
+    wait_for_connections(&server, baseline, "connection count back to baseline").await;
 
     fast.store(true, Ordering::Relaxed);
     let (slow_bytes, slow_for, _) = timeout(Duration::from_secs(10), reader)
@@ -696,14 +680,7 @@ async fn slowloris_upgrade_heads_are_closed_after_the_header_read_timeout() {
     }
     eprintln!("slowloris: 30 connections closed; answers: {answers:?}");
     drop(fresh);
-    wait_for(
-        &server,
-        "/health",
-        Duration::from_secs(5),
-        "no upgraded session left behind",
-        |h| h["connections"] == baseline,
-    )
-    .await;
+    wait_for_connections(&server, baseline, "no upgraded session left behind").await;
 
     canary.finish("slowloris").await;
 }
@@ -785,14 +762,7 @@ async fn a_ping_flood_is_closed_with_1008_while_a_polite_pinger_stays() {
         .request(json!({"type": "ping", "request_id": "polite"}))
         .await;
     assert_eq!(pong["type"], "pong", "{pong}");
-    wait_for(
-        &server,
-        "/health",
-        Duration::from_secs(5),
-        "only the flooder is gone",
-        |h| h["connections"] == baseline + 1,
-    )
-    .await;
+    wait_for_connections(&server, baseline + 1, "only the flooder is gone").await;
 
     canary.finish("ping flood").await;
 }
@@ -827,14 +797,7 @@ async fn an_endless_fragmented_message_is_closed_with_1009_at_the_limit() {
     let end = hostile.expect_end(Duration::from_secs(5)).await;
     eprintln!("endless fragments: {sent} bytes sent (write failed: {write_failed}): {end:?}");
     assert_eq!(end, Ended::Close(1009), "message over the limit");
-    wait_for(
-        &server,
-        "/health",
-        Duration::from_secs(5),
-        "fragmenting connection gone",
-        |h| h["connections"] == baseline,
-    )
-    .await;
+    wait_for_connections(&server, baseline, "fragmenting connection gone").await;
 
     canary.finish("endless fragments").await;
 }
@@ -895,14 +858,7 @@ async fn fragments_that_never_finish_under_the_limit_are_closed_by_the_idle_time
         lived >= idle / 2 && lived < idle + Duration::from_secs(3),
         "closed after {lived:?} (idle timeout {idle:?})"
     );
-    wait_for(
-        &server,
-        "/health",
-        Duration::from_secs(5),
-        "fragmenting connection gone",
-        |h| h["connections"] == baseline,
-    )
-    .await;
+    wait_for_connections(&server, baseline, "fragmenting connection gone").await;
 
     canary.finish("unfinished fragments").await;
 }
@@ -958,14 +914,7 @@ async fn frames_over_the_size_limit_are_closed_with_1009() {
     );
 
     drop(ws);
-    wait_for(
-        &server,
-        "/health",
-        Duration::from_secs(5),
-        "oversize senders gone",
-        |h| h["connections"] == baseline,
-    )
-    .await;
+    wait_for_connections(&server, baseline, "oversize senders gone").await;
     canary.finish("oversize frames").await;
 }
 
@@ -1020,14 +969,7 @@ async fn invalid_utf8_in_text_frames_is_closed_with_1007() {
         .unwrap();
     assert_eq!(raw.expect_end(RECV_TIMEOUT).await, Ended::Close(1007));
 
-    wait_for(
-        &server,
-        "/health",
-        Duration::from_secs(5),
-        "bad UTF-8 senders gone",
-        |h| h["connections"] == baseline,
-    )
-    .await;
+    wait_for_connections(&server, baseline, "bad UTF-8 senders gone").await;
     canary.finish("invalid UTF-8").await;
 }
 
@@ -1118,7 +1060,7 @@ async fn a_hundred_thousand_subscribe_frames_from_one_connection_are_bounded() {
         }
     };
     let elapsed = started.elapsed();
-    let stats = get_json(&server, "/stats").await;
+    let stats = get_json(&server.url("/stats")).await;
     eprintln!(
         "100k subscribes: wrote {sent} frames in {write_took:?}; read {acks} acks, \
          {limit_errors} LIMIT_EXCEEDED, slow consumer: {slow_consumer}; end {end:?}; {elapsed:?}; slow-consumer disconnects: {}",
@@ -1198,7 +1140,7 @@ async fn a_connection_subscribing_to_max_topics_is_refused_the_next_topic() {
             assert_eq!(ack["request_id"], c * 25 + i);
         }
     }
-    let health = get_json(&server, "/health").await;
+    let health = get_json(&server.url("/health")).await;
     assert_eq!(health["topics"], MAX_TOPICS, "{health}");
 
     // Topic number MAX_TOPICS + 1: refused on every path, the connection stays.
@@ -1235,7 +1177,7 @@ async fn a_connection_subscribing_to_max_topics_is_refused_the_next_topic() {
     drop(hostile);
 
     // Auto-created topics outlive the connection, still within the cap.
-    let health = get_json(&server, "/health").await;
+    let health = get_json(&server.url("/health")).await;
     assert_eq!(health["topics"], MAX_TOPICS, "{health}");
     canary.finish("max topics").await;
 }
@@ -1289,7 +1231,7 @@ async fn thousands_of_connections_dropped_without_a_close_frame_leave_nothing_be
     )
     .await;
     eprintln!("{CONNECTIONS} connections opened and dropped in {churned:?}; baseline {took:?} later: {health}");
-    let churn = get_json(&server, "/topics/churn").await;
+    let churn = get_json(&server.url("/topics/churn")).await;
     assert_eq!(churn["subscribers"], 0, "{churn}");
 
     canary.finish("connection storm").await;
@@ -1306,14 +1248,7 @@ async fn max_connections_refuses_upgrades_with_503_until_one_closes() {
     for _ in baseline..MAX {
         open.push(server.ws().await);
     }
-    wait_for(
-        &server,
-        "/health",
-        Duration::from_secs(5),
-        "at the connection cap",
-        |h| h["connections"] == MAX,
-    )
-    .await;
+    wait_for_connections(&server, MAX as u64, "at the connection cap").await;
 
     async fn refused(server: &TestServer) {
         match WsClient::try_connect(&server.ws_url("/ws")).await {
@@ -1331,45 +1266,24 @@ async fn max_connections_refuses_upgrades_with_503_until_one_closes() {
     for _ in 0..20 {
         refused(&server).await;
     }
-    let health = get_json(&server, "/health").await;
+    let health = get_json(&server.url("/health")).await;
     assert_eq!(health["connections"], MAX, "{health}");
 
     // One closes properly: a newcomer gets its slot, and the cap holds again.
     let mut leaving = open.pop().unwrap();
     leaving.inner.close(None).await.unwrap();
-    wait_for(
-        &server,
-        "/health",
-        Duration::from_secs(5),
-        "closed connection released",
-        |h| h["connections"] == MAX - 1,
-    )
-    .await;
+    wait_for_connections(&server, (MAX - 1) as u64, "closed connection released").await;
     let mut newcomer = server.ws().await;
     let pong = newcomer
         .request(json!({"type": "ping", "request_id": "in"}))
         .await;
     assert_eq!(pong["type"], "pong", "{pong}");
-    wait_for(
-        &server,
-        "/health",
-        Duration::from_secs(5),
-        "newcomer counted",
-        |h| h["connections"] == MAX,
-    )
-    .await;
+    wait_for_connections(&server, MAX as u64, "newcomer counted").await;
     refused(&server).await;
 
     // One vanishes without a close frame: its slot is released too.
     drop(open.pop().unwrap());
-    wait_for(
-        &server,
-        "/health",
-        Duration::from_secs(5),
-        "vanished connection released",
-        |h| h["connections"] == MAX - 1,
-    )
-    .await;
+    wait_for_connections(&server, (MAX - 1) as u64, "vanished connection released").await;
     let mut another = server.ws().await;
     let pong = another
         .request(json!({"type": "ping", "request_id": "in2"}))

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::assert::{assert_error_frame, assert_rest_error};
 use common::{http, TestServer, WsClient};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -41,32 +42,6 @@ async fn delete_topic(server: &TestServer, name: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-/// Asserts a REST error with `status` and `code`.
-async fn assert_rest_error(resp: reqwest::Response, status: u16, code: &str, what: &str) {
-    assert_eq!(resp.status().as_u16(), status, "{what}");
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], code, "{what}: {body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{what}: {body}"
-    );
-}
-
-/// Asserts a WebSocket error frame with `code` answering `request_id`.
-fn assert_ws_error(frame: &Value, code: &str, request_id: &str) {
-    assert_eq!(frame["type"], "error", "{frame}");
-    assert_eq!(frame["error"]["code"], code, "{frame}");
-    assert_eq!(frame["request_id"], request_id, "{frame}");
-    assert!(
-        frame["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{frame}"
-    );
 }
 
 /// A ping answered by a pong: the connection is open and serving.
@@ -217,7 +192,7 @@ async fn websocket_publish_rate_limit_answers_rate_limited_and_keeps_the_connect
                 acked.push((i, reply["seq"].as_u64().unwrap()));
             }
             Some("error") => {
-                assert_ws_error(&reply, "RATE_LIMITED", &rid);
+                assert_error_frame(&reply, "RATE_LIMITED", Some(&json!(&rid)), &rid);
                 limited.push(i);
             }
             _ => panic!("unexpected reply {reply}"),
@@ -281,11 +256,11 @@ async fn max_topics_bounds_every_way_of_creating_a_topic() {
             "request_id": "p"}),
         )
         .await;
-    assert_ws_error(&reply, "LIMIT_EXCEEDED", "p");
+    assert_error_frame(&reply, "LIMIT_EXCEEDED", Some(&json!("p")), "p");
     let reply = ws
         .request(json!({"type": "subscribe", "topic": "g", "request_id": "s"}))
         .await;
-    assert_ws_error(&reply, "LIMIT_EXCEEDED", "s");
+    assert_error_frame(&reply, "LIMIT_EXCEEDED", Some(&json!("s")), "s");
     assert_alive(&mut ws, "alive").await;
     // Nothing was created, and existing topics still work.
     assert_eq!(topic_names(&server).await, ["a", "b", "c"]);
@@ -335,7 +310,7 @@ async fn per_connection_subscription_cap() {
     let reply = ws
         .request(json!({"type": "subscribe", "topic": "t4", "request_id": "over"}))
         .await;
-    assert_ws_error(&reply, "LIMIT_EXCEEDED", "over");
+    assert_error_frame(&reply, "LIMIT_EXCEEDED", Some(&json!("over")), "over");
     // Re-subscribing to a topic it already has is not a new subscription.
     let ack = ws
         .request(json!({"type": "subscribe", "topic": "t1", "request_id": "again"}))
@@ -370,7 +345,7 @@ async fn per_connection_subscription_cap() {
     let reply = ws
         .request(json!({"type": "subscribe", "topic": "t5", "request_id": "over2"}))
         .await;
-    assert_ws_error(&reply, "LIMIT_EXCEEDED", "over2");
+    assert_error_frame(&reply, "LIMIT_EXCEEDED", Some(&json!("over2")), "over2");
 
     // A deleted topic unsubscribes its subscribers, so it no longer counts.
     assert_eq!(delete_topic(&server, "t3").await.status(), 200);

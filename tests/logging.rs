@@ -151,3 +151,72 @@ async fn json_lines_carry_the_connection_span() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.is_empty(), "unexpected stderr: {stderr}");
 }
+
+/// Logs written to a pipe (a file, `docker logs`, a log shipper) carry no ANSI colour codes, in
+/// either format, without the caller having to know about `NO_COLOR`.
+#[cfg(unix)]
+#[test]
+fn piped_logs_carry_no_colour_codes() {
+    for format in ["text", "json"] {
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ADDR", "127.0.0.1:0")
+            .env("LOG_FORMAT", format)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).split(b'\n');
+        let mut log: Vec<u8> = Vec::new();
+        let addr = loop {
+            let line = lines.next().expect("server printed its address").unwrap();
+            log.extend_from_slice(&line);
+            log.push(b'\n');
+            let text = String::from_utf8_lossy(&line).into_owned();
+            if text.contains("herald listening") {
+                // Either `addr=127.0.0.1:port` (text) or `"addr":"127.0.0.1:port"` (JSON).
+                let start = text.find("127.0.0.1:").expect("the address in the line");
+                break text[start..]
+                    .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+                    .next()
+                    .unwrap()
+                    .to_string();
+            }
+        };
+        // A request, so connection spans and debug lines are written too.
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        for line in lines {
+            log.extend_from_slice(&line.unwrap());
+            log.push(b'\n');
+        }
+        let mut stderr = Vec::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_end(&mut stderr)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        let text = String::from_utf8_lossy(&log);
+        assert!(
+            text.lines().count() >= 4,
+            "{format}: little was logged: {text}"
+        );
+        assert!(
+            !log.contains(&0x1b) && !stderr.contains(&0x1b),
+            "{format}: escape codes in piped output:\n{text}"
+        );
+    }
+}

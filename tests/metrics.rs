@@ -7,6 +7,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use common::flood::{flood, Stalled};
 use common::{http, TestServer, WsClient};
 use herald::config::SlowConsumerPolicy;
 use serde_json::{json, Value};
@@ -305,23 +306,13 @@ async fn counts_survive_topic_deletion() {
 /// event was enqueued, the oldest evicted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_oldest_evictions_are_counted_exactly() {
-    let server = TestServer::start_with(|c| {
-        c.subscriber_queue_size = 4;
-        c.slow_consumer_policy = SlowConsumerPolicy::DropOldest;
-    })
-    .await;
-    let mut slow = server.ws().await;
-    slow.subscribe("news").await;
-    let mut publisher = server.ws().await;
-    // ~19 MiB: far more than the socket buffers and the 4-frame queue hold.
-    let filler = "x".repeat(32 * 1024);
+    let Stalled {
+        server,
+        mut slow,
+        mut publisher,
+    } = Stalled::start("news").await;
     const PUBLISHES: u64 = 600;
-    for i in 0..PUBLISHES {
-        let ack = publisher
-            .request(json!({"type": "publish", "topic": "news", "data": {"i": i, "pad": filler}}))
-            .await;
-        assert_eq!(ack["type"], "ack", "{ack}");
-    }
+    assert_eq!(flood(&mut publisher, "news", PUBLISHES).await, PUBLISHES);
     let mut received = 0u64;
     loop {
         let ev = event(&mut slow).await;

@@ -3,23 +3,18 @@
 
 mod common;
 
+use common::rest::get_json;
 use common::{TestServer, WsClient};
 use serde_json::json;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Error as WsError;
 
+/// Opens `/ws` as a browser on page `origin` would, or as a non-browser client (`None`).
 async fn connect_with_origin(
     server: &TestServer,
     origin: Option<&str>,
 ) -> Result<WsClient, WsError> {
-    let mut request = server.ws_url("/ws").into_client_request().unwrap();
-    if let Some(origin) = origin {
-        request
-            .headers_mut()
-            .insert("origin", origin.parse().unwrap());
-    }
-    let (inner, _) = tokio_tungstenite::connect_async(request).await?;
-    Ok(WsClient { inner })
+    let headers: Vec<(&'static str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+    WsClient::try_connect_with(&server.ws_url("/ws"), &headers).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,14 +39,7 @@ async fn only_listed_origins_may_open_websockets() {
             Ok(_) => panic!("{refused}: upgrade accepted"),
         }
     }
-    let health: serde_json::Value = common::http()
-        .get(server.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = get_json(&server.url("/health")).await;
     assert_eq!(
         health["connections"], 0,
         "refused upgrades left sessions: {health}"

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::rest::{assert_json_content_type, get_json};
 use common::{http, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -610,17 +611,7 @@ async fn run_case(server: &TestServer, c: &Case) {
         c.what
     );
     assert_eq!(status.as_u16(), c.status, "{}", c.what);
-    let ctype = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    assert!(
-        ctype.starts_with("application/json"),
-        "{}: content-type `{ctype}`",
-        c.what
-    );
+    assert_json_content_type(&resp, &c.what);
     let allow = resp
         .headers()
         .get("allow")
@@ -685,14 +676,7 @@ async fn every_bad_request_gets_its_documented_status_and_error_body() {
 
     // The refused requests changed nothing: only the successful rows created topics, and only
     // the successful publishes were stored.
-    let topics: Value = http()
-        .get(server.url("/topics"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let topics: Value = get_json(&server.url("/topics")).await;
     let mut names: Vec<String> = topics["topics"]
         .as_array()
         .unwrap()
@@ -710,14 +694,7 @@ async fn every_bad_request_gets_its_documented_status_and_error_body() {
     ];
     want.sort();
     assert_eq!(names, want);
-    let t: Value = http()
-        .get(server.url("/topics/t"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t: Value = get_json(&server.url("/topics/t")).await;
     assert_eq!(
         t["messages"], 3,
         "only the three good publishes are stored: {t}"
@@ -771,5 +748,60 @@ async fn accepted_content_types_are_parsed_as_json() {
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["status"], "published");
         assert_eq!(body["seq"], 1);
+    }
+}
+
+/// A body that is not JSON is explained in words a user knows (what was expected, at which
+/// byte), not in the parser's internal names (`ExpectedNull at character 0`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_errors_say_what_was_expected_and_where() {
+    let server = TestServer::start().await;
+    let cases: &[(&str, Option<&str>, &str, &str)] = &[
+        // curl -d sends a form content type; /publish reads it as JSON all the same.
+        (
+            "/publish",
+            Some("application/x-www-form-urlencoded"),
+            "not json",
+            "expected a JSON object at byte 0, found `n`",
+        ),
+        (
+            "/publish",
+            Some("application/json"),
+            r#"{"topic":"t","data":"#,
+            "unexpected end of input after byte 19: an object or array is not closed",
+        ),
+        (
+            "/publish",
+            None,
+            r#"{"topic":"t","data":yes}"#,
+            "expected a JSON value at byte 20, found `y` (strings need double quotes)",
+        ),
+        (
+            "/topics",
+            Some("application/json"),
+            r#"{"name":"a",}"#,
+            "expected a double-quoted key at byte 12, found `}` (no comma after the last member)",
+        ),
+        (
+            "/topics",
+            Some("application/json"),
+            "{'name':'a'}",
+            "unexpected `'` at byte 1 inside an object: expected a double-quoted key, `,` or `}`",
+        ),
+    ];
+    for (path, content_type, body, expected) in cases {
+        let mut req = http().post(server.url(path)).body(body.to_string());
+        if let Some(t) = content_type {
+            req = req.header("content-type", *t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "BAD_REQUEST", "{body}: {v}");
+        assert_eq!(
+            v["error"]["message"],
+            format!("the body is not valid JSON: {expected}"),
+            "{body}"
+        );
     }
 }

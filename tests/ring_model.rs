@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use herald::broker::{Frame, Ring, StoredEvent};
+use herald::broker::{Ring, StoredEvent};
+use herald::protocol::Frame;
 use proptest::prelude::*;
 
 fn event(seq: u64) -> Arc<StoredEvent> {

@@ -5,150 +5,22 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
+use common::assert::{assert_fields, assert_topic_stats, assert_ts};
+use common::rest::{curl, get_json, send};
+use common::ws::{assert_nothing_queued, browser_ws, next_text_json};
 use common::{TestServer, WsClient};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
-
-/// A request as `curl` sends it: its `User-Agent` and `Accept: */*`.
-fn curl(method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
-    common::http()
-        .request(method, url)
-        .header("user-agent", "curl/8.5.0")
-        .header("accept", "*/*")
-}
 
 /// `curl -X POST URL -d BODY`: without `-H`, curl labels the body as a form.
 async fn curl_post_form(url: String, body: &str) -> (reqwest::StatusCode, Value) {
-    let resp = curl(reqwest::Method::POST, url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("POST");
-    let status = resp.status();
-    let body: Value = resp.json().await.expect("JSON response body");
-    (status, body)
-}
-
-/// `new WebSocket(url)` in a browser: the handshake carries the page's `Origin`, a browser
-/// `User-Agent` and an offer of `permessage-deflate`, which herald may decline.
-async fn browser_ws(url: &str) -> WsClient {
-    let mut req = url.into_client_request().unwrap();
-    let headers = req.headers_mut();
-    headers.insert("origin", "http://localhost:3000".parse().unwrap());
-    headers.insert(
-        "user-agent",
-        "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0"
-            .parse()
-            .unwrap(),
-    );
-    headers.insert(
-        "sec-websocket-extensions",
-        "permessage-deflate; client_max_window_bits"
-            .parse()
-            .unwrap(),
-    );
-    let (inner, resp) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("browser WebSocket connects");
-    // tungstenite negotiates no extension, so none may be accepted.
-    assert!(
-        resp.headers().get("sec-websocket-extensions").is_none(),
-        "server accepted an extension the client cannot speak"
-    );
-    WsClient { inner }
-}
-
-/// Asserts `ts` is RFC 3339 UTC with milliseconds (`2025-08-25T10:00:00.123Z`) and is "now".
-fn assert_ts(frame: &Value) {
-    let ts = frame["ts"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no string ts in {frame}"));
-    let b = ts.as_bytes();
-    let shape_ok = b.len() == 24
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 => *c == b'T',
-            13 | 16 => *c == b':',
-            19 => *c == b'.',
-            23 => *c == b'Z',
-            _ => c.is_ascii_digit(),
-        });
-    assert!(shape_ok, "ts {ts:?} is not RFC 3339 UTC with milliseconds");
-    let at = humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("ts {ts:?}: {e}"));
-    let skew = match at.duration_since(SystemTime::now()) {
-        Ok(ahead) => ahead,
-        Err(e) => e.duration(),
-    };
-    assert!(skew < Duration::from_secs(60), "ts {ts:?} is not now");
-}
-
-/// Asserts every field of `expected` is in `actual` with that value; nested objects are
-/// compared the same way (extra fields of `actual` are extensions and allowed), except a
-/// `payload`, which is the client's data and must match exactly.
-fn assert_fields(actual: &Value, expected: Value) {
-    fn check(root: &Value, actual: &Value, expected: &Value, path: &str) {
-        for (key, want) in expected.as_object().expect("expected an object") {
-            let got = &actual[key];
-            let here = format!("{path}.{key}");
-            if want.is_object() && key != "payload" {
-                assert!(got.is_object(), "`{here}` is not an object in {root}");
-                check(root, got, want, &here);
-            } else {
-                assert_eq!(got, want, "field `{here}` of {root}");
-            }
-        }
-    }
-    check(actual, actual, &expected, "");
-}
-
-/// Asserts `/stats` lists exactly these topics, each with these `messages` and `subscribers`
-/// (extra per-topic fields are extensions and allowed).
-fn assert_topic_stats(stats: &Value, want: &[(&str, u64, u64)]) {
-    let topics = stats["topics"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no topics object in {stats}"));
-    let mut names: Vec<&str> = topics.keys().map(String::as_str).collect();
-    names.sort_unstable();
-    let mut want_names: Vec<&str> = want.iter().map(|(n, _, _)| *n).collect();
-    want_names.sort_unstable();
-    assert_eq!(names, want_names, "{stats}");
-    for (name, messages, subscribers) in want {
-        assert_fields(
-            &topics[*name],
-            json!({"messages": messages, "subscribers": subscribers}),
-        );
-    }
-}
-
-/// The next frame a browser's `onmessage` would see: a text frame holding JSON (so that
-/// `JSON.parse(event.data)` works). WebSocket pings/pongs and heartbeat info frames are skipped.
-async fn next_text_json(ws: &mut WsClient) -> Value {
-    loop {
-        match ws.recv_message().await {
-            Some(Message::Text(t)) => {
-                let v: Value = serde_json::from_str(&t).expect("text frame is JSON");
-                if !(v["type"] == "info" && v["msg"] == "ping") {
-                    return v;
-                }
-            }
-            Some(Message::Ping(_)) | Some(Message::Pong(_)) => {}
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
-/// Round-trips a `ping` frame and asserts nothing else arrived before the `pong`. Frames of one
-/// connection are answered in order, so this proves the socket had nothing queued before it.
-async fn assert_nothing_queued(ws: &mut WsClient) {
-    ws.send_json(json!({"type": "ping", "request_id": "barrier"}))
-        .await;
-    let v = next_text_json(ws).await;
-    assert_eq!(v["type"], "pong", "expected only the pong, got {v}");
-    assert_eq!(v["request_id"], "barrier");
+    send(
+        curl(reqwest::Method::POST, url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string()),
+    )
+    .await
 }
 
 /// Checks an event frame of PROTOCOL.md §1 and returns its message id.
@@ -244,14 +116,7 @@ async fn pub_body_is_json_when_it_parses_else_a_string() {
         assert_eq!(reply["id"], id);
     }
     // The same payloads are what the topic stored (PROTOCOL.md §3 history).
-    let history: Value = common::http()
-        .get(server.url("/topics/raw/history"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = get_json(&server.url("/topics/raw/history")).await;
     let stored: Vec<&Value> = history["messages"]
         .as_array()
         .expect("messages array")
@@ -276,14 +141,7 @@ async fn pub_answers_like_publish_and_counts_messages() {
             json!({"status": "published", "topic": "order_events", "seq": seq}),
         );
     }
-    let stats: Value = common::http()
-        .get(server.url("/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = get_json(&server.url("/stats")).await;
     assert_topic_stats(&stats, &[("order_events", 3, 0)]);
     // Wrong method on the seed route: 405 with Allow (PROTOCOL.md §3).
     let resp = curl(reqwest::Method::GET, server.url("/pub/order_events"))

@@ -6,181 +6,26 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime};
-
+use common::assert::{assert_event, assert_fields, assert_time, assert_topic_stats, assert_ts};
+use common::flood::{flood, Stalled};
+use common::rest::{curl, curl_json, get_text, send};
+use common::spawned::Spawned;
+use common::ws::{assert_nothing_queued, browser_ws, next_text_json};
 use common::{TestServer, WsClient};
-use herald::config::SlowConsumerPolicy;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
-
-/// A request as `curl` sends it: its `User-Agent` and `Accept: */*`.
-fn curl(method: Method, url: String) -> reqwest::RequestBuilder {
-    common::http()
-        .request(method, url)
-        .header("user-agent", "curl/8.5.0")
-        .header("accept", "*/*")
-}
-
-/// Sends `req` and returns the status and the JSON body.
-async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let resp = req.send().await.expect("HTTP request");
-    let status = resp.status();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    assert!(ct.starts_with("application/json"), "content-type {ct:?}");
-    (status, resp.json().await.expect("JSON body"))
-}
 
 /// `curl URL`.
 async fn curl_get(url: String) -> (StatusCode, Value) {
     send(curl(Method::GET, url)).await
 }
 
-/// `curl -X METHOD URL -H "Content-Type: application/json" -d 'BODY'`.
-async fn curl_json(method: Method, url: String, body: &str) -> (StatusCode, Value) {
-    send(
-        curl(method, url)
-            .header("content-type", "application/json")
-            .body(body.to_string()),
-    )
-    .await
-}
-
-/// `new WebSocket(url)` in a browser: the handshake carries the page's `Origin`, a browser
-/// `User-Agent` and an offer of `permessage-deflate`, which herald may decline.
-async fn browser_ws(url: &str) -> WsClient {
-    let mut req = url.into_client_request().unwrap();
-    let headers = req.headers_mut();
-    headers.insert("origin", "http://localhost:3000".parse().unwrap());
-    headers.insert(
-        "user-agent",
-        "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0"
-            .parse()
-            .unwrap(),
-    );
-    headers.insert(
-        "sec-websocket-extensions",
-        "permessage-deflate; client_max_window_bits"
-            .parse()
-            .unwrap(),
-    );
-    let (inner, resp) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("browser WebSocket connects");
-    // tungstenite negotiates no extension, so none may be accepted.
-    assert!(
-        resp.headers().get("sec-websocket-extensions").is_none(),
-        "server accepted an extension the client cannot speak"
-    );
-    WsClient { inner }
-}
-
-/// Asserts `ts` is RFC 3339 UTC with milliseconds (`2025-08-25T10:00:00.123Z`) and is "now".
-fn assert_ts(frame: &Value) {
-    assert_time(&frame["ts"]);
-}
-
-fn assert_time(value: &Value) {
-    let ts = value
-        .as_str()
-        .unwrap_or_else(|| panic!("timestamp {value} is not a string"));
-    let b = ts.as_bytes();
-    let shape_ok = b.len() == 24
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 => *c == b'T',
-            13 | 16 => *c == b':',
-            19 => *c == b'.',
-            23 => *c == b'Z',
-            _ => c.is_ascii_digit(),
-        });
-    assert!(shape_ok, "ts {ts:?} is not RFC 3339 UTC with milliseconds");
-    let at = humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("ts {ts:?}: {e}"));
-    let skew = match at.duration_since(SystemTime::now()) {
-        Ok(ahead) => ahead,
-        Err(e) => e.duration(),
-    };
-    assert!(skew < Duration::from_secs(60), "ts {ts:?} is not now");
-}
-
-/// Asserts every field of `expected` is in `actual` with that value; nested objects are
-/// compared the same way (extra fields of `actual` are extensions and allowed), except a
-/// `payload`, which is the client's data and must match exactly.
-fn assert_fields(actual: &Value, expected: Value) {
-    fn check(root: &Value, actual: &Value, expected: &Value, path: &str) {
-        for (key, want) in expected.as_object().expect("expected an object") {
-            let got = &actual[key];
-            let here = format!("{path}.{key}");
-            if want.is_object() && key != "payload" {
-                assert!(got.is_object(), "`{here}` is not an object in {root}");
-                check(root, got, want, &here);
-            } else {
-                assert_eq!(got, want, "field `{here}` of {root}");
-            }
-        }
-    }
-    check(actual, actual, &expected, "");
-}
-
-/// Asserts `/stats` lists exactly these topics, each with these `messages` and `subscribers`
-/// (extra per-topic fields are extensions and allowed).
-fn assert_topic_stats(stats: &Value, want: &[(&str, u64, u64)]) {
-    let topics = stats["topics"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no topics object in {stats}"));
-    let mut names: Vec<&str> = topics.keys().map(String::as_str).collect();
-    names.sort_unstable();
-    let mut want_names: Vec<&str> = want.iter().map(|(n, _, _)| *n).collect();
-    want_names.sort_unstable();
-    assert_eq!(names, want_names, "{stats}");
-    for (name, messages, subscribers) in want {
-        assert_fields(
-            &topics[*name],
-            json!({"messages": messages, "subscribers": subscribers}),
-        );
-    }
-}
-
+/// Asserts `id` is a string holding a UUID.
 fn assert_uuid(id: &Value) {
     let text = id
         .as_str()
         .unwrap_or_else(|| panic!("id {id} is not a string"));
     assert!(uuid::Uuid::parse_str(text).is_ok(), "id {text:?} is a UUID");
-}
-
-/// The next frame `ws.onmessage` would see: a text frame holding JSON (so `JSON.parse` works).
-/// WebSocket pings/pongs and heartbeat info frames are skipped.
-async fn next_text_json(ws: &mut WsClient) -> Value {
-    loop {
-        match ws.recv_message().await {
-            Some(Message::Text(t)) => {
-                let v: Value = serde_json::from_str(&t).expect("text frame is JSON");
-                if !(v["type"] == "info" && v["msg"] == "ping") {
-                    return v;
-                }
-            }
-            Some(Message::Ping(_)) | Some(Message::Pong(_)) => {}
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
-/// Round-trips a `ping` frame and asserts nothing else arrived before the `pong`. Frames of one
-/// connection are answered in order, so this proves nothing was queued before it.
-async fn assert_nothing_queued(ws: &mut WsClient) {
-    ws.send_json(json!({"type": "ping", "request_id": "barrier"}))
-        .await;
-    let v = next_text_json(ws).await;
-    assert_eq!(v["type"], "pong", "expected only the pong, got {v}");
-    assert_eq!(v["request_id"], "barrier");
 }
 
 /// The README's JavaScript client, sent as written: subscribe and publish back to back without
@@ -248,12 +93,7 @@ async fn generic_frame_works_for_all_four_types() {
     );
     assert_uuid(&ack["id"]);
     let ev = next_text_json(&mut ws).await;
-    assert_fields(
-        &ev,
-        json!({"type": "event", "topic": "topic-name", "seq": 1,
-               "message": {"id": ack["id"].clone(), "payload": "message-data"}}),
-    );
-    assert_ts(&ev);
+    assert_event(&ev, "topic-name", &ack["id"], json!("message-data"), 1);
 
     let pong = ws.request(frame("ping")).await;
     assert_eq!(pong["type"], "pong", "{pong}");
@@ -310,12 +150,7 @@ async fn readme_rest_examples() {
     );
     assert_uuid(&body["id"]);
     let ev = next_text_json(&mut ws).await;
-    assert_fields(
-        &ev,
-        json!({"type": "event", "topic": "news", "seq": 1,
-               "message": {"id": body["id"].clone(), "payload": "Breaking news!"}}),
-    );
-    assert_ts(&ev);
+    assert_event(&ev, "news", &body["id"], json!("Breaking news!"), 1);
 
     // curl http://localhost:8080/stats
     let (status, stats) = curl_get(server.url("/stats")).await;
@@ -406,59 +241,6 @@ async fn topic_management_errors_and_sorted_listing() {
     assert_eq!(body["error"]["code"], "BAD_REQUEST");
 }
 
-/// A herald binary started from environment variables, killed on drop.
-struct Spawned {
-    child: Child,
-    port: u16,
-}
-
-impl Spawned {
-    /// Starts `target/.../herald` with exactly `envs` (plus logging) and waits for its
-    /// "herald listening" log line.
-    async fn start(envs: &[(&str, String)], port: u16) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .env_clear()
-            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn herald");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        // Keeps draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let spawned = Self { child, port };
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(line) = rx.recv().await {
-                if line.contains("herald listening") {
-                    return;
-                }
-            }
-            panic!("herald exited before listening");
-        })
-        .await
-        .expect("herald did not start listening");
-        spawned
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `MAX_MESSAGES_PER_TOPIC=500 PORT=9000 go run main.go`: the seed-b variable is herald's alias
 /// of `RING_BUFFER_SIZE` (PROTOCOL.md §6), so the topic keeps its last 500 messages. A free port
 /// stands in for 9000, which may be taken on the test machine.
@@ -536,40 +318,17 @@ async fn max_publish_rate_limits_each_topic() {
     assert_eq!(detail["messages"], 3, "rejected publishes are not stored");
 }
 
-/// Publishes `count` messages of about 32 KiB to `topic`, one request at a time (the
-/// publisher's own acks share its bounded outbound queue), and returns the last seq. The
-/// subscriber is not read meanwhile.
-async fn flood(publisher: &mut WsClient, topic: &str, count: u64) -> u64 {
-    let filler = "x".repeat(32 * 1024);
-    let mut last = 0;
-    for i in 1..=count {
-        let ack = publisher
-            .request(json!({"type": "publish", "topic": topic, "data": {"i": i, "pad": filler}}))
-            .await;
-        assert_eq!(
-            ack["type"], "ack",
-            "publisher never blocked or failed: {ack}"
-        );
-        last = ack["seq"].as_u64().unwrap();
-    }
-    last
-}
-
 /// Seed b "skips messages when subscriber channels are full"; in herald that is policy
 /// `drop_oldest` (the default `disconnect` closes instead, PROTOCOL.md §1 Backpressure). A
 /// subscriber that stops reading loses some events, keeps its connection, sees the rest in `seq`
 /// order, and ends with the newest one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_subscriber_queue_skips_messages_under_drop_oldest() {
-    let server = TestServer::start_with(|c| {
-        c.subscriber_queue_size = 4;
-        c.slow_consumer_policy = SlowConsumerPolicy::DropOldest;
-    })
-    .await;
-    let mut slow = server.ws().await;
-    slow.subscribe("news").await;
-    let mut publisher = server.ws().await;
-    // ~19 MiB: far more than the socket buffers and the 4-frame queue hold.
+    let Stalled {
+        server,
+        mut slow,
+        mut publisher,
+    } = Stalled::start("news").await;
     let last = flood(&mut publisher, "news", 600).await;
     assert_eq!(last, 600);
 
@@ -596,14 +355,11 @@ async fn full_subscriber_queue_skips_messages_under_drop_oldest() {
 /// evicts at most one of its queued events).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_events_are_counted_in_stats_and_metrics() {
-    let server = TestServer::start_with(|c| {
-        c.subscriber_queue_size = 4;
-        c.slow_consumer_policy = SlowConsumerPolicy::DropOldest;
-    })
-    .await;
-    let mut slow = server.ws().await;
-    slow.subscribe("news").await;
-    let mut publisher = server.ws().await;
+    let Stalled {
+        server,
+        mut slow,
+        mut publisher,
+    } = Stalled::start("news").await;
     let last = flood(&mut publisher, "news", 600).await;
     let mut received = 0u64;
     loop {
@@ -636,14 +392,7 @@ async fn dropped_events_are_counted_in_stats_and_metrics() {
         found.iter().any(|(_, n)| *n == missed),
         "no drop counter equal to the {missed} missed events in /stats: {stats}"
     );
-    let metrics = common::http()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&server.url("/metrics")).await;
     let counted = metrics.lines().any(|l| {
         !l.starts_with('#')
             && l.to_ascii_lowercase().contains("drop")

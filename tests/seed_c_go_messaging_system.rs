@@ -9,149 +9,19 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use common::assert::{assert_event, assert_fields, assert_ts};
+use common::rest::{curl, curl_json, send};
+use common::ws::{assert_nothing_queued_before, browser_ws, next_text_json, request_text};
 use common::{TestServer, WsClient};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
-
-/// A request as `curl` sends it: its `User-Agent` and `Accept: */*`.
-fn curl(method: Method, url: String) -> reqwest::RequestBuilder {
-    common::http()
-        .request(method, url)
-        .header("user-agent", "curl/8.5.0")
-        .header("accept", "*/*")
-}
-
-/// Sends `req` and returns the status and the JSON body.
-async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let resp = req.send().await.expect("HTTP request");
-    let status = resp.status();
-    (status, resp.json().await.expect("JSON body"))
-}
-
-/// `curl -X POST URL -H "Content-Type: application/json" -d 'BODY'`.
-async fn curl_post_json(url: String, body: &str) -> (StatusCode, Value) {
-    send(
-        curl(Method::POST, url)
-            .header("content-type", "application/json")
-            .body(body.to_string()),
-    )
-    .await
-}
-
-/// `new WebSocket(url)` in a browser: the handshake carries the page's `Origin`, a browser
-/// `User-Agent` and an offer of `permessage-deflate`, which herald may decline.
-async fn browser_ws(url: &str) -> WsClient {
-    let mut req = url.into_client_request().unwrap();
-    let headers = req.headers_mut();
-    headers.insert("origin", "http://localhost:3000".parse().unwrap());
-    headers.insert(
-        "user-agent",
-        "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0"
-            .parse()
-            .unwrap(),
-    );
-    headers.insert(
-        "sec-websocket-extensions",
-        "permessage-deflate; client_max_window_bits"
-            .parse()
-            .unwrap(),
-    );
-    let (inner, resp) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("browser WebSocket connects");
-    // tungstenite negotiates no extension, so none may be accepted.
-    assert!(
-        resp.headers().get("sec-websocket-extensions").is_none(),
-        "server accepted an extension the client cannot speak"
-    );
-    WsClient { inner }
-}
-
-/// Asserts `ts` is RFC 3339 UTC with milliseconds (`2025-08-25T10:00:00.123Z`) and is "now".
-fn assert_ts(frame: &Value) {
-    let ts = frame["ts"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no string ts in {frame}"));
-    let b = ts.as_bytes();
-    let shape_ok = b.len() == 24
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 => *c == b'T',
-            13 | 16 => *c == b':',
-            19 => *c == b'.',
-            23 => *c == b'Z',
-            _ => c.is_ascii_digit(),
-        });
-    assert!(shape_ok, "ts {ts:?} is not RFC 3339 UTC with milliseconds");
-    let at = humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("ts {ts:?}: {e}"));
-    let skew = match at.duration_since(SystemTime::now()) {
-        Ok(ahead) => ahead,
-        Err(e) => e.duration(),
-    };
-    assert!(skew < Duration::from_secs(60), "ts {ts:?} is not now");
-}
-
-/// Asserts every field of `expected` is in `actual` with that value; nested objects are
-/// compared the same way (extra fields of `actual` are extensions and allowed), except a
-/// `payload`, which is the client's data and must match exactly.
-fn assert_fields(actual: &Value, expected: Value) {
-    fn check(root: &Value, actual: &Value, expected: &Value, path: &str) {
-        for (key, want) in expected.as_object().expect("expected an object") {
-            let got = &actual[key];
-            let here = format!("{path}.{key}");
-            if want.is_object() && key != "payload" {
-                assert!(got.is_object(), "`{here}` is not an object in {root}");
-                check(root, got, want, &here);
-            } else {
-                assert_eq!(got, want, "field `{here}` of {root}");
-            }
-        }
-    }
-    check(actual, actual, &expected, "");
-}
-
-/// The next frame `ws.onmessage` would see: a text frame holding JSON (so `JSON.parse` works).
-/// WebSocket pings/pongs and heartbeat info frames are skipped.
-async fn next_text_json(ws: &mut WsClient) -> Value {
-    loop {
-        match ws.recv_message().await {
-            Some(Message::Text(t)) => {
-                let v: Value = serde_json::from_str(&t).expect("text frame is JSON");
-                if !(v["type"] == "info" && v["msg"] == "ping") {
-                    return v;
-                }
-            }
-            Some(Message::Ping(_)) | Some(Message::Pong(_)) => {}
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
-/// Sends `frame` as text and returns the next frame.
-async fn request_text(ws: &mut WsClient, frame: &str) -> Value {
-    ws.send_text(frame).await;
-    next_text_json(ws).await
-}
 
 /// Round-trips a ping (in seed c's `action` form) and asserts nothing else arrived before the
 /// `pong`: frames of one connection are answered in order.
 async fn assert_nothing_queued(ws: &mut WsClient) {
-    let v = request_text(ws, r#"{"action":"ping","request_id":"barrier"}"#).await;
-    assert_eq!(v["type"], "pong", "expected only the pong, got {v}");
-    assert_eq!(v["request_id"], "barrier");
-}
-
-fn assert_event(ev: &Value, topic: &str, id: &Value, payload: Value, seq: u64) {
-    assert_fields(
-        ev,
-        json!({"type": "event", "topic": topic, "seq": seq,
-               "message": {"id": id.clone(), "payload": payload}}),
-    );
-    assert_ts(ev);
+    assert_nothing_queued_before(ws, r#"{"action":"ping","request_id":"barrier"}"#).await;
 }
 
 /// "Testing the System": the browser snippet subscribes with `action`, then the curl publish
@@ -171,7 +41,8 @@ async fn readme_testing_the_system() {
 
     // curl -X POST http://localhost:8080/publish -H "Content-Type: application/json" \
     //   -d '{"topic":"notifications","data":{"message":"Hello"}}'
-    let (status, body) = curl_post_json(
+    let (status, body) = curl_json(
+        Method::POST,
         server.url("/publish"),
         r#"{"topic":"notifications","data":{"message":"Hello"}}"#,
     )
@@ -232,7 +103,7 @@ async fn readme_api_endpoint_examples() {
       "message": "Hello World"
     }
   }"#;
-    let (status, body) = curl_post_json(server.url("/publish"), publish).await;
+    let (status, body) = curl_json(Method::POST, server.url("/publish"), publish).await;
     assert_eq!(status, 200, "{body}");
     assert_fields(
         &body,
@@ -257,7 +128,7 @@ async fn readme_api_endpoint_examples() {
         json!({"type": "ack", "topic": "notifications", "status": "ok"}),
     );
     assert_ts(&ack);
-    let (status, _) = curl_post_json(server.url("/publish"), publish).await;
+    let (status, _) = curl_json(Method::POST, server.url("/publish"), publish).await;
     assert_eq!(status, 200);
     // The publish was answered, so fan-out is done: nothing may be queued for the socket.
     assert_nothing_queued(&mut ws).await;
@@ -367,7 +238,8 @@ async fn invalid_frames_are_answered_with_bad_request() {
 async fn history_is_oldest_first_and_honours_last_n() {
     let server = TestServer::start().await;
     for i in 1..=5 {
-        let (status, _) = curl_post_json(
+        let (status, _) = curl_json(
+            Method::POST,
             server.url("/publish"),
             &format!(r#"{{"topic":"notifications","data":{{"message":"Hello {i}"}}}}"#),
         )
@@ -442,7 +314,8 @@ async fn disconnected_subscriber_is_cleaned_up() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (status, body) = curl_post_json(
+    let (status, body) = curl_json(
+        Method::POST,
         server.url("/publish"),
         r#"{"topic":"notifications","data":{"message":"Hello"}}"#,
     )
@@ -457,7 +330,8 @@ async fn publish_data_with_a_64_bit_overflowing_integer_is_accepted() {
     let server = TestServer::start().await;
     let mut ws = server.ws().await;
     request_text(&mut ws, r#"{"action":"subscribe","topic":"notifications"}"#).await;
-    let (status, body) = curl_post_json(
+    let (status, body) = curl_json(
+        Method::POST,
         server.url("/publish"),
         r#"{"topic":"notifications","data":{"message":"Hello","big":18446744073709551616}}"#,
     )

@@ -7,118 +7,21 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use common::assert::{assert_fields, assert_refused_401, assert_topic_stats, assert_ts};
+use common::rest::send;
+use common::spawned::Spawned;
+use common::ws::{assert_nothing_queued, next_text_json, request_text};
 use common::{TestServer, WsClient};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 
-/// Sends `req` and returns the status and the JSON body.
-async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let resp = req.send().await.expect("HTTP request");
-    let status = resp.status();
-    (status, resp.json().await.expect("JSON body"))
-}
-
+/// `GET url`: the status and JSON body.
 async fn get(url: String) -> (StatusCode, Value) {
     send(common::http().get(url)).await
-}
-
-/// Asserts `ts` is RFC 3339 UTC with milliseconds (`2025-08-25T10:00:00.123Z`) and is "now".
-fn assert_ts(frame: &Value) {
-    let ts = frame["ts"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no string ts in {frame}"));
-    let b = ts.as_bytes();
-    let shape_ok = b.len() == 24
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 => *c == b'T',
-            13 | 16 => *c == b':',
-            19 => *c == b'.',
-            23 => *c == b'Z',
-            _ => c.is_ascii_digit(),
-        });
-    assert!(shape_ok, "ts {ts:?} is not RFC 3339 UTC with milliseconds");
-    let at = humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("ts {ts:?}: {e}"));
-    let skew = match at.duration_since(SystemTime::now()) {
-        Ok(ahead) => ahead,
-        Err(e) => e.duration(),
-    };
-    assert!(skew < Duration::from_secs(60), "ts {ts:?} is not now");
-}
-
-/// Asserts every field of `expected` is in `actual` with that value; nested objects are
-/// compared the same way (extra fields of `actual` are extensions and allowed), except a
-/// `payload`, which is the client's data and must match exactly.
-fn assert_fields(actual: &Value, expected: Value) {
-    fn check(root: &Value, actual: &Value, expected: &Value, path: &str) {
-        for (key, want) in expected.as_object().expect("expected an object") {
-            let got = &actual[key];
-            let here = format!("{path}.{key}");
-            if want.is_object() && key != "payload" {
-                assert!(got.is_object(), "`{here}` is not an object in {root}");
-                check(root, got, want, &here);
-            } else {
-                assert_eq!(got, want, "field `{here}` of {root}");
-            }
-        }
-    }
-    check(actual, actual, &expected, "");
-}
-
-/// Asserts `/stats` lists exactly these topics, each with these `messages` and `subscribers`
-/// (extra per-topic fields are extensions and allowed).
-fn assert_topic_stats(stats: &Value, want: &[(&str, u64, u64)]) {
-    let topics = stats["topics"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no topics object in {stats}"));
-    let mut names: Vec<&str> = topics.keys().map(String::as_str).collect();
-    names.sort_unstable();
-    let mut want_names: Vec<&str> = want.iter().map(|(n, _, _)| *n).collect();
-    want_names.sort_unstable();
-    assert_eq!(names, want_names, "{stats}");
-    for (name, messages, subscribers) in want {
-        assert_fields(
-            &topics[*name],
-            json!({"messages": messages, "subscribers": subscribers}),
-        );
-    }
-}
-
-/// The next text frame as JSON; WebSocket pings/pongs and heartbeat info frames are skipped.
-async fn next_text_json(ws: &mut WsClient) -> Value {
-    loop {
-        match ws.recv_message().await {
-            Some(Message::Text(t)) => {
-                let v: Value = serde_json::from_str(&t).expect("text frame is JSON");
-                if !(v["type"] == "info" && v["msg"] == "ping") {
-                    return v;
-                }
-            }
-            Some(Message::Ping(_)) | Some(Message::Pong(_)) => {}
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
-/// Sends `frame` as text and returns the next frame.
-async fn request_text(ws: &mut WsClient, frame: &str) -> Value {
-    ws.send_text(frame).await;
-    next_text_json(ws).await
-}
-
-/// Round-trips a ping and asserts nothing else arrived before the `pong`: frames of one
-/// connection are answered in order.
-async fn assert_nothing_queued(ws: &mut WsClient) {
-    let v = request_text(ws, r#"{"type":"ping","request_id":"barrier"}"#).await;
-    assert_eq!(v["type"], "pong", "expected only the pong, got {v}");
-    assert_eq!(v["request_id"], "barrier");
 }
 
 /// Subscribe, Publish and Receive from "WebSocket Example", sent as the exact text printed.
@@ -377,26 +280,6 @@ async fn stats_and_health() {
     assert!(health["uptime_sec"].is_u64());
 }
 
-/// Opens `/ws` with extra handshake headers.
-async fn ws_with_headers(url: &str, headers: &[(&'static str, &str)]) -> Result<WsClient, WsError> {
-    let mut req = url.into_client_request().unwrap();
-    for (k, v) in headers {
-        req.headers_mut()
-            .insert(*k, v.parse().expect("header value"));
-    }
-    tokio_tungstenite::connect_async(req)
-        .await
-        .map(|(inner, _)| WsClient { inner })
-}
-
-fn assert_refused_401(result: Result<WsClient, WsError>) {
-    match result {
-        Err(WsError::Http(resp)) => assert_eq!(resp.status(), 401),
-        Err(e) => panic!("expected HTTP 401, got {e}"),
-        Ok(_) => panic!("upgrade without the key was accepted"),
-    }
-}
-
 /// "Optional Authentication": with `API_KEY=mysecret` every request must carry
 /// `X-API-Key: mysecret`; herald also takes `Authorization: Bearer` and `?api_key=`
 /// (PROTOCOL.md §4), and the probes need no key.
@@ -437,9 +320,13 @@ async fn api_key_is_required_when_set() {
         assert_eq!(resp.status(), 200, "{probe} needs no key");
     }
 
-    assert_refused_401(ws_with_headers(&server.ws_url("/ws"), &[]).await);
-    assert_refused_401(ws_with_headers(&server.ws_url("/ws"), &[("x-api-key", "nope")]).await);
-    let mut ws = ws_with_headers(&server.ws_url("/ws"), &[("x-api-key", "mysecret")])
+    let url = server.ws_url("/ws");
+    assert_refused_401(WsClient::try_connect_with(&url, &[]).await, "no key");
+    assert_refused_401(
+        WsClient::try_connect_with(&url, &[("x-api-key", "nope")]).await,
+        "wrong X-API-Key",
+    );
+    let mut ws = WsClient::try_connect_with(&url, &[("x-api-key", "mysecret")])
         .await
         .expect("upgrade with X-API-Key");
     let ack = request_text(
@@ -453,59 +340,6 @@ async fn api_key_is_required_when_set() {
     assert_eq!(ack["seq"], 1);
     let ev = next_text_json(&mut ws).await;
     assert_fields(&ev, json!({"type": "event", "seq": 1}));
-}
-
-/// A herald binary started from environment variables, killed on drop.
-struct Spawned {
-    child: Child,
-    port: u16,
-}
-
-impl Spawned {
-    /// Starts `target/.../herald` with exactly `envs` (plus logging) and waits for its
-    /// "herald listening" log line.
-    async fn start(envs: &[(&str, String)], port: u16) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .env_clear()
-            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn herald");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        // Keeps draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let spawned = Self { child, port };
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(line) = rx.recv().await {
-                if line.contains("herald listening") {
-                    return;
-                }
-            }
-            panic!("herald exited before listening");
-        })
-        .await
-        .expect("herald did not start listening");
-        spawned
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `export API_KEY=mysecret` then `go run .` (and the Configuration table's `ADDR` and
@@ -529,8 +363,8 @@ async fn readme_environment_configuration() {
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "UNAUTHORIZED");
     let ws_url = format!("ws://127.0.0.1:{port}/ws");
-    assert_refused_401(ws_with_headers(&ws_url, &[]).await);
-    let mut ws = ws_with_headers(&ws_url, &[("x-api-key", "mysecret")])
+    assert_refused_401(WsClient::try_connect_with(&ws_url, &[]).await, "no key");
+    let mut ws = WsClient::try_connect_with(&ws_url, &[("x-api-key", "mysecret")])
         .await
         .expect("upgrade with X-API-Key");
     for i in 1..=5 {

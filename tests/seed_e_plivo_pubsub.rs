@@ -7,10 +7,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use common::assert::{
+    assert_error_body, assert_event, assert_fields, assert_topic_stats, assert_ts,
+};
+use common::rest::{curl, send};
+use common::spawned::Spawned;
+use common::ws::{
+    assert_nothing_queued as assert_only_pong, next_text_json, request_text as wscat,
+};
 use common::{TestServer, WsClient};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -19,28 +25,6 @@ use tokio_tungstenite::tungstenite::Message;
 /// herald as the seed e server behaves: no auto-creation of topics.
 async fn start() -> TestServer {
     TestServer::start_with(|c| c.auto_create_topics = false).await
-}
-
-/// A request as `curl -s` sends it: its `User-Agent` and `Accept: */*`.
-fn curl(method: Method, url: String) -> reqwest::RequestBuilder {
-    common::http()
-        .request(method, url)
-        .header("user-agent", "curl/8.5.0")
-        .header("accept", "*/*")
-}
-
-/// Sends `req` and returns the status and the JSON body (`| jq` needs JSON).
-async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let resp = req.send().await.expect("HTTP request");
-    let status = resp.status();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    assert!(ct.starts_with("application/json"), "content-type {ct:?}");
-    (status, resp.json().await.expect("JSON body"))
 }
 
 /// `curl -s -X POST localhost:8080/topics -H 'Content-Type: application/json' -d '{"name":"…"}'`
@@ -63,114 +47,17 @@ async fn get(server: &TestServer, path: &str) -> (StatusCode, Value) {
     send(curl(Method::GET, server.url(path))).await
 }
 
-/// Asserts `ts` is RFC 3339 UTC with milliseconds (`2025-08-25T10:00:00.123Z`) and is "now".
-fn assert_ts(frame: &Value) {
-    let ts = frame["ts"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no string ts in {frame}"));
-    let b = ts.as_bytes();
-    let shape_ok = b.len() == 24
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 => *c == b'T',
-            13 | 16 => *c == b':',
-            19 => *c == b'.',
-            23 => *c == b'Z',
-            _ => c.is_ascii_digit(),
-        });
-    assert!(shape_ok, "ts {ts:?} is not RFC 3339 UTC with milliseconds");
-    let at = humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("ts {ts:?}: {e}"));
-    let skew = match at.duration_since(SystemTime::now()) {
-        Ok(ahead) => ahead,
-        Err(e) => e.duration(),
-    };
-    assert!(skew < Duration::from_secs(60), "ts {ts:?} is not now");
-}
-
-/// Asserts every field of `expected` is in `actual` with that value; nested objects are
-/// compared the same way (extra fields of `actual` are extensions and allowed), except a
-/// `payload`, which is the client's data and must match exactly.
-fn assert_fields(actual: &Value, expected: Value) {
-    fn check(root: &Value, actual: &Value, expected: &Value, path: &str) {
-        for (key, want) in expected.as_object().expect("expected an object") {
-            let got = &actual[key];
-            let here = format!("{path}.{key}");
-            if want.is_object() && key != "payload" {
-                assert!(got.is_object(), "`{here}` is not an object in {root}");
-                check(root, got, want, &here);
-            } else {
-                assert_eq!(got, want, "field `{here}` of {root}");
-            }
-        }
-    }
-    check(actual, actual, &expected, "");
-}
-
-/// Asserts `/stats` lists exactly these topics, each with these `messages` and `subscribers`
-/// (extra per-topic fields are extensions and allowed).
-fn assert_topic_stats(stats: &Value, want: &[(&str, u64, u64)]) {
-    let topics = stats["topics"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no topics object in {stats}"));
-    let mut names: Vec<&str> = topics.keys().map(String::as_str).collect();
-    names.sort_unstable();
-    let mut want_names: Vec<&str> = want.iter().map(|(n, _, _)| *n).collect();
-    want_names.sort_unstable();
-    assert_eq!(names, want_names, "{stats}");
-    for (name, messages, subscribers) in want {
-        assert_fields(
-            &topics[*name],
-            json!({"messages": messages, "subscribers": subscribers}),
-        );
-    }
-}
-
-/// Asserts a REST error body `{"error":{"code","message"}}` with `code`.
-fn assert_error_body(body: &Value, code: &str) {
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].is_string(), "{body}");
-}
-
-/// Asserts an error frame with `code`, echoing `request_id` when given.
+/// Asserts an error frame with `code` and a current `ts`, echoing `request_id` when given.
 fn assert_error_frame(frame: &Value, code: &str, request_id: Option<Value>) {
-    assert_eq!(frame["type"], "error", "{frame}");
-    assert_eq!(frame["error"]["code"], code, "{frame}");
-    assert!(frame["error"]["message"].is_string(), "{frame}");
-    match request_id {
-        Some(id) => assert_eq!(frame["request_id"], id, "{frame}"),
-        None => assert!(frame.get("request_id").is_none(), "{frame}"),
-    }
+    common::assert::assert_error_frame(frame, code, request_id.as_ref(), code);
     assert_ts(frame);
 }
 
-/// The next text frame as JSON; WebSocket pings/pongs and heartbeat info frames are skipped.
-async fn next_text_json(ws: &mut WsClient) -> Value {
-    loop {
-        match ws.recv_message().await {
-            Some(Message::Text(t)) => {
-                let v: Value = serde_json::from_str(&t).expect("text frame is JSON");
-                if !(v["type"] == "info" && v["msg"] == "ping") {
-                    return v;
-                }
-            }
-            Some(Message::Ping(_)) | Some(Message::Pong(_)) => {}
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
-/// Types `line` into wscat (`> …`) and returns the next frame shown.
-async fn wscat(ws: &mut WsClient, line: &str) -> Value {
-    ws.send_text(line).await;
-    next_text_json(ws).await
-}
-
-/// Round-trips a ping and asserts the `pong` (echoing the request id) is the only frame queued:
-/// frames of one connection are answered in order.
+/// Round-trips a ping and asserts the `pong` (echoing the request id, with a current `ts`) is
+/// the only frame queued: frames of one connection are answered in order.
 async fn assert_nothing_queued(ws: &mut WsClient) {
-    let v = wscat(ws, r#"{"type":"ping","request_id":"barrier"}"#).await;
-    assert_fields(&v, json!({"type": "pong", "request_id": "barrier"}));
-    assert_ts(&v);
+    let pong = assert_only_pong(ws).await;
+    assert_ts(&pong);
 }
 
 const SUBSCRIBE_A: &str =
@@ -290,13 +177,13 @@ async fn missing_topic_is_topic_not_found() {
     )
     .await;
     assert_eq!(status, 404);
-    assert_error_body(&body, "TOPIC_NOT_FOUND");
+    assert_error_body(&body, "TOPIC_NOT_FOUND", "POST /publish");
     let (status, body) = get(&server, "/topics/orders").await;
     assert_eq!(status, 404);
-    assert_error_body(&body, "TOPIC_NOT_FOUND");
+    assert_error_body(&body, "TOPIC_NOT_FOUND", "GET /topics/orders");
     let (status, body) = get(&server, "/topics/orders/history").await;
     assert_eq!(status, 404);
-    assert_error_body(&body, "TOPIC_NOT_FOUND");
+    assert_error_body(&body, "TOPIC_NOT_FOUND", "GET /topics/orders/history");
     // Nothing was created by those attempts.
     let (_, body) = get(&server, "/topics").await;
     assert_eq!(body["topics"], json!([]));
@@ -322,15 +209,15 @@ async fn create_conflict_and_delete_missing() {
     assert_fields(&body, json!({"status": "created", "topic": "orders"}));
     let (status, body) = create_topic(&server, "orders").await;
     assert_eq!(status, 409);
-    assert_error_body(&body, "CONFLICT");
+    assert_error_body(&body, "CONFLICT", "second create");
     let (status, body) = delete_topic(&server, "payments").await;
     assert_eq!(status, 404);
-    assert_error_body(&body, "TOPIC_NOT_FOUND");
+    assert_error_body(&body, "TOPIC_NOT_FOUND", "delete missing");
     let (status, _) = delete_topic(&server, "orders").await;
     assert_eq!(status, 200);
     let (status, body) = delete_topic(&server, "orders").await;
     assert_eq!(status, 404, "second delete: {body}");
-    assert_error_body(&body, "TOPIC_NOT_FOUND");
+    assert_error_body(&body, "TOPIC_NOT_FOUND", "second delete");
     let (status, body) = create_topic(&server, "orders").await;
     assert_eq!(status, 201, "re-create after delete: {body}");
 }
@@ -433,12 +320,7 @@ async fn last_n_replay() {
     );
     for n in 3..=7u64 {
         let ev = next_text_json(&mut a).await;
-        assert_fields(
-            &ev,
-            json!({"type": "event", "topic": "orders", "seq": n,
-                   "message": {"id": format!("m{n}"), "payload": {"n": n}}}),
-        );
-        assert_ts(&ev);
+        assert_event(&ev, "orders", &json!(format!("m{n}")), json!({"n": n}), n);
     }
     publish_many(&mut publisher, "orders", 8, 1).await;
     assert_eq!(next_text_json(&mut a).await["seq"], 8);
@@ -610,63 +492,18 @@ async fn heartbeat_info_ping() {
     assert_ts(&frame);
 }
 
-/// A herald binary started from environment variables, killed on drop.
-struct Spawned {
-    child: Child,
-}
-
-impl Spawned {
-    /// Starts `target/.../herald` with exactly `envs` (plus logging) and waits for its
-    /// "herald listening" log line.
-    async fn start(envs: &[(&str, String)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .env_clear()
-            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn herald");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        // Keeps draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let spawned = Self { child };
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(line) = rx.recv().await {
-                if line.contains("herald listening") {
-                    return;
-                }
-            }
-            panic!("herald exited before listening");
-        })
-        .await
-        .expect("herald did not start listening");
-        spawned
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `ADDR=":9090" go run .`: the Go-style `:port` address listens on every interface. A free
 /// port stands in for 9090; `AUTO_CREATE_TOPICS=false` gives the seed e topic rule.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_addr_environment_variable() {
     let port = common::free_port();
-    let _server = Spawned::start(&[
-        ("ADDR", format!(":{port}")),
-        ("AUTO_CREATE_TOPICS", "false".to_string()),
-    ])
+    let _server = Spawned::start(
+        &[
+            ("ADDR", format!(":{port}")),
+            ("AUTO_CREATE_TOPICS", "false".to_string()),
+        ],
+        port,
+    )
     .await;
     let (status, health) = send(curl(Method::GET, format!("http://127.0.0.1:{port}/health"))).await;
     assert_eq!(status, 200);

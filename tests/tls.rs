@@ -1,24 +1,18 @@
 //! Native TLS (`--tls-cert`, `--tls-key`): HTTPS REST and `wss://` on the one listener, with a CA
 //! and a server certificate made here by rcgen; plain HTTP on that port gets a clear 400 and
-//! harms nothing; half or broken TLS configuration stops start-up with one line.
+//! harms nothing; half or broken TLS configuration stops start-up with one line and exit code 2.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use common::pki::Pki;
+use common::spawned::{assert_one_line_refusal, run_refused};
 use common::{TestServer, RECV_TIMEOUT};
 use futures_util::{SinkExt, StreamExt};
-use herald::config::TlsFiles;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
@@ -34,63 +28,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_herald");
 /// The name the server certificate is issued for; clients resolve it to the test server.
 const HOST: &str = "herald.test";
 
-/// A CA and a server certificate it signed, as PEM files in a directory removed on drop.
-struct Pki {
-    dir: PathBuf,
-    ca_pem: String,
-    cert: PathBuf,
-    key: PathBuf,
+/// The clients of these tests, trusting only the test CA.
+trait Clients {
+    fn https(&self, addr: SocketAddr) -> reqwest::Client;
+    fn client_config(&self) -> Arc<rustls::ClientConfig>;
+    async fn wss(&self, addr: SocketAddr, path: &str) -> Wss;
 }
 
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Pki {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "herald-tls-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "herald test CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca, ca_key);
-
-        let key = KeyPair::generate().unwrap();
-        let mut leaf = CertificateParams::new(vec![HOST.to_string()]).unwrap();
-        leaf.distinguished_name.push(DnType::CommonName, HOST);
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_cert = leaf.signed_by(&key, &issuer).unwrap();
-
-        let pki = Self {
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
-            ca_pem: ca_cert.pem(),
-            dir,
-        };
-        std::fs::write(&pki.cert, leaf_cert.pem()).unwrap();
-        std::fs::write(&pki.key, key.serialize_pem()).unwrap();
-        pki
-    }
-
-    fn files(&self) -> TlsFiles {
-        TlsFiles {
-            cert: self.cert.clone(),
-            key: self.key.clone(),
-        }
-    }
-
+impl Clients for Pki {
     /// An HTTPS client that trusts only this CA and sends `HOST` to `addr`.
     fn https(&self, addr: SocketAddr) -> reqwest::Client {
         reqwest::Client::builder()
@@ -166,7 +111,7 @@ async fn tls_server(pki: &Pki) -> TestServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_rest_and_wss_publish_subscribe_round_trip() {
-    let pki = Pki::new();
+    let pki = Pki::new(&[HOST]);
     let server = tls_server(&pki).await;
     let https = pki.https(server.addr);
     let base = format!("https://{HOST}:{}", server.addr.port());
@@ -214,7 +159,7 @@ async fn https_rest_and_wss_publish_subscribe_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_on_the_tls_port_gets_a_clear_400_and_harms_nothing() {
-    let pki = Pki::new();
+    let pki = Pki::new(&[HOST]);
     let server = tls_server(&pki).await;
 
     let plain = common::http()
@@ -262,37 +207,13 @@ async fn plain_http_on_the_tls_port_gets_a_clear_400_and_harms_nothing() {
     assert_eq!(ok.status(), 200);
 }
 
-/// Runs the binary with `args` and `vars`; it must exit on its own within 10 s.
-fn run_binary(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ADDR", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("herald {args:?} {vars:?} kept running: it should have refused to start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// Flags, environment, exit code, and text the one stderr line must contain.
 type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], i32, &'a str);
 
 #[test]
 fn half_or_broken_tls_configuration_stops_startup_with_one_line() {
-    let pki = Pki::new();
-    let other = Pki::new();
+    let pki = Pki::new(&[HOST]);
+    let other = Pki::new(&[HOST]);
     let garbage = pki.dir.join("garbage.pem");
     std::fs::write(&garbage, "not a certificate\n").unwrap();
     let cert = pki.cert.to_str().unwrap();
@@ -307,35 +228,26 @@ fn half_or_broken_tls_configuration_stops_startup_with_one_line() {
         (
             &[],
             &[("TLS_CERT", garbage), ("TLS_KEY", key)],
-            1,
+            2,
             "TLS_CERT",
         ),
         (
             &[],
             &[("TLS_CERT", cert), ("TLS_KEY", garbage)],
-            1,
+            2,
             "TLS_KEY",
         ),
-        (&[], &[("TLS_CERT", missing), ("TLS_KEY", key)], 1, missing),
-        (&[], &[("TLS_CERT", cert), ("TLS_KEY", other_key)], 1, "TLS"),
+        (&[], &[("TLS_CERT", missing), ("TLS_KEY", key)], 2, missing),
+        (&[], &[("TLS_CERT", cert), ("TLS_KEY", other_key)], 2, "TLS"),
     ];
     for (args, vars, code, mention) in cases {
-        let out = run_binary(args, vars);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(*code),
-            "{args:?} {vars:?}: {stderr}"
-        );
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "{args:?} {vars:?}: not one line: {stderr}"
-        );
-        assert!(
-            stderr.contains(mention),
-            "{args:?} {vars:?}: {stderr:?} does not mention {mention}"
-        );
+        // A free `ADDR`, so only the TLS settings can stop start-up.
+        let vars: Vec<(&str, &str)> = [("ADDR", "127.0.0.1:0")]
+            .into_iter()
+            .chain(vars.iter().copied())
+            .collect();
+        let out = run_refused(args, &vars);
+        assert_one_line_refusal(&out, *code, mention, &format!("{args:?} {vars:?}"));
     }
 }
 
@@ -344,7 +256,7 @@ fn half_or_broken_tls_configuration_stops_startup_with_one_line() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_https_with_the_flags() {
-    let pki = Pki::new();
+    let pki = Pki::new(&[HOST]);
     let mut child = Command::new(BIN)
         .args([
             "--tls-cert",

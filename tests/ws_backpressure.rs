@@ -6,7 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{http, TestServer, WsClient};
+use common::rest::{get_json, get_text};
+use common::{TestServer, WsClient};
 use futures_util::{SinkExt, StreamExt};
 use herald::config::SlowConsumerPolicy;
 use serde::Deserialize;
@@ -97,14 +98,7 @@ async fn publish_from(publisher: &mut WsClient, first: u64) -> Duration {
 async fn wait_for_subscribers(server: &TestServer, want: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let info: Value = http()
-            .get(server.url(&format!("/topics/{TOPIC}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let info: Value = get_json(&server.url(&format!("/topics/{TOPIC}"))).await;
         if info["subscribers"] == want {
             return;
         }
@@ -117,9 +111,10 @@ async fn wait_for_subscribers(server: &TestServer, want: u64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disconnect_policy_closes_the_slow_consumer_without_slowing_anyone_else() {
-    let server = server(SlowConsumerPolicy::Disconnect).await;
+/// Subscribes a subscriber that is not read and one that reads everything to [`TOPIC`], publishes
+/// `MESSAGES`, and checks the reading one got them all in order, unslowed by the other. Returns
+/// the stalled subscriber, the reading one and the publisher.
+async fn stall_one_subscriber(server: &TestServer) -> (WsClient, WsClient, WsClient) {
     let mut slow = server.ws().await;
     slow.subscribe(TOPIC).await;
     // From here on `slow` is not polled until the publisher is done.
@@ -130,11 +125,18 @@ async fn disconnect_policy_closes_the_slow_consumer_without_slowing_anyone_else(
     let mut publisher = server.ws().await;
     publish_all(&mut publisher).await;
 
-    let (seqs, _fast) = tokio::time::timeout(Duration::from_secs(30), fast)
+    let (seqs, fast) = tokio::time::timeout(Duration::from_secs(30), fast)
         .await
         .expect("fast subscriber received everything")
         .expect("fast subscriber checks");
     assert_eq!(seqs, (1..=MESSAGES).collect::<Vec<_>>());
+    (slow, fast, publisher)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_policy_closes_the_slow_consumer_without_slowing_anyone_else() {
+    let server = server(SlowConsumerPolicy::Disconnect).await;
+    let (mut slow, _fast, mut publisher) = stall_one_subscriber(&server).await;
 
     // The slow consumer was dropped from the topic while it was not reading.
     wait_for_subscribers(&server, 1).await;
@@ -191,33 +193,14 @@ async fn disconnect_policy_closes_the_slow_consumer_without_slowing_anyone_else(
     assert_eq!(ack["seq"], MESSAGES + 1);
 
     // The disconnect is counted once.
-    let stats: Value = http()
-        .get(server.url("/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = get_json(&server.url("/stats")).await;
     assert_eq!(stats["slow_consumer_disconnects"], 1, "{stats}");
     assert_eq!(stats["dropped"], 0, "{stats}");
 }
 
 /// Slow consumer under `drop_oldest`: returns the `seq`s it read once resumed, up to the last one.
 async fn drop_oldest_scenario(server: &TestServer) -> (Vec<u64>, WsClient, WsClient) {
-    let mut slow = server.ws().await;
-    slow.subscribe(TOPIC).await;
-    let mut fast = server.ws().await;
-    fast.subscribe(TOPIC).await;
-    let fast = fast_reader(fast);
-
-    let mut publisher = server.ws().await;
-    publish_all(&mut publisher).await;
-    let (seqs, fast) = tokio::time::timeout(Duration::from_secs(30), fast)
-        .await
-        .expect("fast subscriber received everything")
-        .expect("fast subscriber checks");
-    assert_eq!(seqs, (1..=MESSAGES).collect::<Vec<_>>());
+    let (mut slow, fast, publisher) = stall_one_subscriber(server).await;
 
     // Still subscribed while it was not reading.
     wait_for_subscribers(server, 2).await;
@@ -275,26 +258,12 @@ async fn drop_oldest_drops_are_counted_in_stats_and_metrics() {
     let dropped = MESSAGES - seqs.len() as u64;
     assert!(dropped > 0);
 
-    let stats: Value = http()
-        .get(server.url("/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = get_json(&server.url("/stats")).await;
     // Every event the slow consumer did not get was evicted by the policy, and counted.
     assert_eq!(stats["dropped"], dropped, "{stats}");
     assert_eq!(stats["topics"][TOPIC]["dropped"], dropped, "{stats}");
 
-    let metrics = http()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&server.url("/metrics")).await;
     let line = format!("herald_events_dropped_total{{reason=\"drop_oldest\"}} {dropped}");
     assert!(
         metrics.lines().any(|l| l == line),
@@ -337,14 +306,7 @@ async fn drop_oldest_never_silently_drops_a_reply() {
     }
     if !pong {
         // Closed instead: counted as a slow-consumer disconnect, not as silent loss.
-        let stats: Value = http()
-            .get(server.url("/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats: Value = get_json(&server.url("/stats")).await;
         assert_eq!(stats["slow_consumer_disconnects"], 1, "{stats}");
     }
 }

@@ -10,30 +10,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, O
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
 
+use common::assert::assert_error_frame;
+use common::rest::get_json;
 use common::{http, TestServer, WsClient};
-
-/// Asserts `v` is an error frame with `code` and exactly the given `request_id` (absent: `None`).
-fn assert_error(v: &Value, code: &str, request_id: Option<&Value>, what: &str) {
-    assert_eq!(
-        v["type"], "error",
-        "{what}: expected an error frame, got {v}"
-    );
-    assert_eq!(v["error"]["code"], code, "{what}: {v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{what}: error message: {v}"
-    );
-    assert!(v["ts"].is_string(), "{what}: ts: {v}");
-    match request_id {
-        Some(rid) => assert_eq!(&v["request_id"], rid, "{what}: request_id echo: {v}"),
-        None => assert!(
-            v.get("request_id").is_none(),
-            "{what}: request_id must be absent: {v}"
-        ),
-    }
-}
 
 /// The connection still answers: ping with `rid` -> pong with `rid`.
 async fn assert_alive(ws: &mut WsClient, rid: &str, after: &str) {
@@ -68,7 +47,7 @@ async fn malformed_frames_get_bad_request_and_the_connection_survives() {
     for (i, (what, text)) in raw.iter().enumerate() {
         ws.send_text(text).await;
         let v = ws.recv_json_no_heartbeat().await;
-        assert_error(&v, "BAD_REQUEST", None, what);
+        assert_error_frame(&v, "BAD_REQUEST", None, what);
         assert_alive(&mut ws, &format!("raw-{i}"), what).await;
     }
 
@@ -170,20 +149,13 @@ async fn malformed_frames_get_bad_request_and_the_connection_survives() {
             }
             ws.send_json(frame.clone()).await;
             let v = ws.recv_json_no_heartbeat().await;
-            assert_error(&v, "BAD_REQUEST", rid.as_ref(), &format!("{what}: {frame}"));
+            assert_error_frame(&v, "BAD_REQUEST", rid.as_ref(), &format!("{what}: {frame}"));
             assert_alive(&mut ws, &format!("obj-{i}"), what).await;
         }
     }
 
     // Nothing above had an effect: no topic was created.
-    let topics: Value = http()
-        .get(server.url("/topics"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let topics: Value = get_json(&server.url("/topics")).await;
     assert_eq!(
         topics["topics"],
         json!([]),
@@ -258,7 +230,7 @@ async fn binary_frames_with_utf8_json_work_like_text() {
         .await
         .unwrap();
     let v = ws.recv_json_no_heartbeat().await;
-    assert_error(&v, "BAD_REQUEST", None, "binary non-JSON");
+    assert_error_frame(&v, "BAD_REQUEST", None, "binary non-JSON");
     assert_alive(&mut ws, "b4", "binary non-JSON").await;
 }
 
@@ -271,7 +243,7 @@ async fn binary_frame_with_invalid_utf8_is_a_bad_request() {
         .await
         .unwrap();
     let v = ws.recv_json_no_heartbeat().await;
-    assert_error(&v, "BAD_REQUEST", None, "binary invalid UTF-8");
+    assert_error_frame(&v, "BAD_REQUEST", None, "binary invalid UTF-8");
     assert_alive(&mut ws, "u1", "binary invalid UTF-8").await;
 }
 
@@ -310,7 +282,7 @@ async fn payload_over_max_message_bytes_is_rejected_and_the_connection_stays() {
         let rid = frame["request_id"].clone();
         ws.send_json(frame).await;
         let v = ws.recv_json_no_heartbeat().await;
-        assert_error(
+        assert_error_frame(
             &v,
             "PAYLOAD_TOO_LARGE",
             Some(&rid),
@@ -367,14 +339,14 @@ async fn auto_create_off_answers_topic_not_found() {
         let rid = frame["request_id"].clone();
         ws.send_json(frame.clone()).await;
         let v = ws.recv_json_no_heartbeat().await;
-        assert_error(&v, "TOPIC_NOT_FOUND", Some(&rid), &frame.to_string());
+        assert_error_frame(&v, "TOPIC_NOT_FOUND", Some(&rid), &frame.to_string());
         assert_alive(&mut ws, "alive", &frame.to_string()).await;
     }
     // Without a request_id too.
     ws.send_json(json!({"type": "subscribe", "topic": "nope"}))
         .await;
     let v = ws.recv_json_no_heartbeat().await;
-    assert_error(&v, "TOPIC_NOT_FOUND", None, "subscribe without request_id");
+    assert_error_frame(&v, "TOPIC_NOT_FOUND", None, "subscribe without request_id");
 
     // The topic was not created by any of that.
     let resp = http().get(server.url("/topics/nope")).send().await.unwrap();
@@ -407,7 +379,7 @@ async fn subscription_cap_per_connection_gives_limit_exceeded() {
     ws.send_json(json!({"type": "subscribe", "topic": "d", "request_id": "fourth"}))
         .await;
     let v = ws.recv_json_no_heartbeat().await;
-    assert_error(
+    assert_error_frame(
         &v,
         "LIMIT_EXCEEDED",
         Some(&json!("fourth")),
@@ -443,4 +415,37 @@ async fn subscription_cap_per_connection_gives_limit_exceeded() {
     assert_eq!(ack["type"], "ack", "{ack}");
     let ack = ws.subscribe("d").await;
     assert_eq!(ack["topic"], "d");
+}
+
+/// A frame that is not JSON is explained in words a user knows, as over REST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_errors_say_what_was_expected_and_where() {
+    let server = TestServer::start().await;
+    let mut ws = server.ws().await;
+    let cases = [
+        ("hello", "expected a JSON object at byte 0, found `h`"),
+        (
+            r#"{"type":"#,
+            "unexpected end of input after byte 7: an object or array is not closed",
+        ),
+        (
+            r#"{"type":"ping" "request_id":"x"}"#,
+            "unexpected `\"` at byte 15 inside an object: expected a double-quoted key, `,` or `}`",
+        ),
+        (
+            r#"{"type":"publish","topic":"t","data":tru}"#,
+            "invalid value at byte 37: only `true` starts with `t` (strings need double quotes)",
+        ),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        ws.send_text(text).await;
+        let v = ws.recv_json_no_heartbeat().await;
+        assert_error_frame(&v, "BAD_REQUEST", None, text);
+        assert_eq!(
+            v["error"]["message"],
+            format!("invalid JSON: {expected}"),
+            "{text}"
+        );
+        assert_alive(&mut ws, &format!("json-{i}"), text).await;
+    }
 }

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{http, TestServer, WsClient};
+use common::rest::get_json;
+use common::{TestServer, WsClient};
 use serde_json::{json, Value};
 
 const TOPIC: &str = "churn";
@@ -166,14 +167,7 @@ async fn churn_of_50_connections_does_not_disturb_steady_subscribers() {
     let pong = probe.recv_json_no_heartbeat().await;
     assert_eq!(pong["type"], "pong", "{pong}");
     assert_eq!(pong["request_id"], "after");
-    let info: Value = http()
-        .get(server.url(&format!("/topics/{TOPIC}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = get_json(&server.url(&format!("/topics/{TOPIC}"))).await;
     assert_eq!(info["subscribers"], STEADY, "{info}");
     assert_eq!(info["messages"], MESSAGES, "{info}");
     assert_eq!(info["seq"], MESSAGES, "{info}");

@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{http, TestServer, WsClient};
+use common::rest::get_json;
+use common::{TestServer, WsClient};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -72,14 +73,7 @@ async fn silent_connection_is_closed_after_the_idle_timeout() {
         "closed after {waited:?}, idle timeout is {IDLE:?}"
     );
     // Its subscription is gone.
-    let info: Value = http()
-        .get(server.url("/topics/idle"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = get_json(&server.url("/topics/idle")).await;
     assert_eq!(info["subscribers"], 0, "{info}");
 }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::rest::get_json;
 use common::{http, TestServer, WsClient};
 use serde_json::{json, Value};
 
@@ -363,14 +364,7 @@ async fn replay_joins_live_without_gap_or_duplicate_while_publishing_concurrentl
                     None,
                 )
             } else {
-                let info: Value = http()
-                    .get(&rest)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let info: Value = get_json(&rest).await;
                 let since = info["seq"].as_u64().unwrap() - 3;
                 (
                     json!({"type": "subscribe", "topic": "hot", "since_seq": since,

@@ -2,7 +2,8 @@
 //! accepted produces an event frame that is valid JSON carrying the same payload.
 #![no_main]
 
-use herald::broker::{Broker, Payload, Subscriber, Outbox, Outgoing, Replay, ConnId};
+use herald::broker::{Broker, Subscriber, Outbox, Outgoing, ConnId};
+use herald::protocol::{Payload, Replay};
 use herald::config::{Config, SlowConsumerPolicy};
 use herald::protocol::{decode, Kind};
 use libfuzzer_sys::fuzz_target;

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
-use herald::broker::{Broker, ConnId, Outbox, Payload, Replay, Subscriber, TopicName};
+use herald::broker::{Broker, ConnId, Outbox, Subscriber};
+use herald::protocol::{Payload, Replay, TopicName};
 use herald::config::{Config, SlowConsumerPolicy};
 use libfuzzer_sys::fuzz_target;
 

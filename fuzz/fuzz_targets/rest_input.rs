@@ -2,7 +2,7 @@
 //! bodies decoded as the server does. Nothing panics; accepted names obey the topic rule.
 #![no_main]
 
-use herald::broker::TopicName;
+use herald::protocol::TopicName;
 use herald::protocol::decode;
 use libfuzzer_sys::fuzz_target;
 use simd_json::prelude::*;

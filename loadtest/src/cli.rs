@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::target::TargetKind;
+use crate::target::{Endpoint, TargetKind};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -63,6 +63,20 @@ pub struct TargetArgs {
     /// 20,000 connections).
     #[arg(long, default_value_t = 0)]
     pub source_addrs: u8,
+}
+
+impl TargetArgs {
+    /// The endpoint these flags name, with source addresses for `connections` client sockets.
+    pub fn endpoint(&self, connections: usize) -> anyhow::Result<Endpoint> {
+        Endpoint::resolve(
+            self.target,
+            self.url.as_deref(),
+            &self.host,
+            self.port,
+            self.source_addrs,
+            connections,
+        )
+    }
 }
 
 /// How results are printed.

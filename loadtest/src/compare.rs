@@ -7,9 +7,11 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::cli::ReportArgs;
+use crate::report;
 
-/// Column order: herald, its pub/sub peers, and the bare hyper peer of the `rest` scenario.
-const TARGETS: [&str; 4] = ["herald", "nats", "redis", "hello"];
+/// Column order: herald, the build it is compared with (`base`, compare.sh HERALD_BASE), its
+/// pub/sub peers, and the bare hyper peer of the `rest` scenario.
+const TARGETS: [&str; 5] = ["herald", "base", "nats", "redis", "hello"];
 
 /// A figure to compare: its name, where it is in the JSON, and whether more is better.
 struct Metric {
@@ -192,7 +194,11 @@ pub fn table(runs: &[Value]) -> String {
                 .map(|(t, v)| {
                     let failed = cell(t).is_some_and(|r| r["pass"].as_bool() == Some(false));
                     match v {
-                        Some(v) => format!("{}{}", human(*v), if failed { " ✗" } else { "" }),
+                        Some(v) => format!(
+                            "{}{}",
+                            report::prefixed(*v, 1),
+                            if failed { " ✗" } else { "" }
+                        ),
                         None => "–".into(),
                     }
                 })
@@ -229,17 +235,6 @@ pub fn table(runs: &[Value]) -> String {
 
 fn lookup(run: &Value, path: &[&str]) -> Option<f64> {
     path.iter().try_fold(run, |v, k| v.get(k))?.as_f64()
-}
-
-/// `1234567.0` → `1.23 M`; small values keep one decimal.
-fn human(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.2} M", v / 1e6)
-    } else if v >= 1e4 {
-        format!("{:.1} k", v / 1e3)
-    } else {
-        format!("{v:.1}")
-    }
 }
 
 #[cfg(test)]

@@ -3,12 +3,16 @@
 //! the scenario measures the server.
 
 use std::io::Write;
+use std::time::Duration;
 
 use memchr::memmem;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
 
 use crate::client::{ClientError, Inbound};
+use crate::latency::LatencyRecorder;
+use crate::payload::{self, Stamp};
 
 /// Longest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -113,12 +117,43 @@ pub fn request(method: &str, host: &str, path: &str, body: Option<&[u8]>) -> Vec
     out
 }
 
+/// herald's `POST /publish` of `{"topic":"…","data":"…"}` with the payload of `stamp`, `size`
+/// bytes long; `body` is a buffer the caller reuses between requests.
+pub fn publish_request(
+    host: &str,
+    topic: &str,
+    stamp: &Stamp,
+    size: usize,
+    body: &mut Vec<u8>,
+) -> Vec<u8> {
+    body.clear();
+    body.extend_from_slice(br#"{"topic":""#);
+    body.extend_from_slice(topic.as_bytes());
+    body.extend_from_slice(br#"","data":""#);
+    payload::encode(body, stamp, size);
+    body.extend_from_slice(br#""}"#);
+    request("POST", host, "/publish", Some(body))
+}
+
 /// A response: status, body, and whether the connection must be dropped after it.
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
     pub close: bool,
+}
+
+impl Response {
+    /// `None` for a 200; otherwise `HTTP <status> <body>`, to report why it was refused.
+    pub fn rejection(&self) -> Option<String> {
+        (self.status != 200).then(|| {
+            format!(
+                "HTTP {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
 }
 
 /// One keep-alive connection.
@@ -133,6 +168,21 @@ impl HttpConn {
             stream,
             inbound: Inbound::new(),
         }
+    }
+
+    /// [`send`](Self::send) bounded by `limit`; the latency of an answer goes to `latency`.
+    pub async fn send_timed(
+        &mut self,
+        request: &[u8],
+        limit: Duration,
+        latency: &mut LatencyRecorder,
+    ) -> Result<Response, ClientError> {
+        let began = Instant::now();
+        let response = timeout(limit, self.send(request))
+            .await
+            .unwrap_or(Err(ClientError::Timeout))?;
+        latency.record(began.elapsed().as_nanos() as u64);
+        Ok(response)
     }
 
     /// Writes `request` and reads its whole response.

@@ -3,12 +3,13 @@
 //! # Layout
 //! - `cli.rs`: flags (clap). `target.rs`: loopback-only endpoints, source addresses.
 //! - `client/`: one lean client per target behind `Subscriber` / `Publisher`.
-//! - `scenario/`: `fanout` + `latency` (one engine: `board`, `subscriber`, `publisher`),
-//!   `connections`, `rest`, `soak` (the fan-out engine plus churn, REST and server sampling).
+//! - `scenario/`: `fanout` + `latency` (one engine: `engine` phases over the `board`,
+//!   `subscriber` and `publisher` tasks), `connections`, `rest`, `soak` (the fan-out engine plus
+//!   churn, REST and server sampling, one file per phase).
 //! - `payload.rs` (publisher id, counter, send time), `topic.rs` (names and layout),
 //!   `checker.rs` (lost / duplicated / reordered), `latency.rs` (HDR histogram).
 //! - `report.rs` (table, JSON), `compare.rs` (`report` subcommand), `progress.rs`,
-//!   `http.rs` (minimal HTTP/1.1 client), `clock.rs`.
+//!   `http.rs` (minimal HTTP/1.1 client, herald's `POST /publish`), `clock.rs`.
 //! - `plot.rs`: `plot`, the SVG charts of `loadtest/scaling.sh` results.
 //! - `hello.rs`: `hello-server`, the bare hyper peer for the `rest` scenario.
 

@@ -93,12 +93,17 @@ pub fn int(n: u64) -> String {
 
 /// A rate with a unit prefix: `12.3 M/s`, `45.6 k/s`, `789/s`.
 pub fn rate(per_sec: f64) -> String {
-    if per_sec >= 1e6 {
-        format!("{:.2} M/s", per_sec / 1e6)
-    } else if per_sec >= 1e4 {
-        format!("{:.1} k/s", per_sec / 1e3)
+    format!("{}/s", prefixed(per_sec, 0))
+}
+
+/// A value with a unit prefix: `1.23 M`, `45.6 k`; below 10,000 with `decimals` decimals.
+pub fn prefixed(v: f64, decimals: usize) -> String {
+    if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.1} k", v / 1e3)
     } else {
-        format!("{per_sec:.0}/s")
+        format!("{v:.decimals$}")
     }
 }
 

@@ -20,11 +20,13 @@ use std::sync::Arc;
 use loom::sync::atomic::AtomicU64;
 use loom::thread;
 
+use super::event::{EventBuilder, StoredEvent};
 use super::outbox::{Outbox, Outgoing, Pushed};
 use super::ring::Ring;
-use super::topic::{EventBuilder, Payload, Replay, SubscribeAck, Subscriber, Topic};
-use super::{ConnId, Frame, StoredEvent, TopicName};
+use super::subscriber::{ConnId, Subscriber};
+use super::topic::Topic;
 use crate::config::SlowConsumerPolicy;
+use crate::protocol::{Frame, Payload, Replay, SubscribeAck, TopicName};
 
 /// An event whose frame is its own `seq`, so a reader can tell a slot it read belongs to it.
 fn event(seq: u64) -> Arc<StoredEvent> {

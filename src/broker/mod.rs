@@ -6,15 +6,16 @@
 //! publish reads it without a lock. A publish serializes its event frame once; the same buffer goes
 //! into the topic's replay ring and into every subscriber's outbox.
 
+mod counts;
+mod event;
 mod history;
 #[cfg(all(test, herald_loom))]
 mod loom_tests;
-mod name;
 pub mod outbox;
 pub mod ring;
+mod subscriber;
 mod topic;
 
-use std::ops::{AddAssign, Range};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,94 +24,18 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
-pub use name::TopicName;
+pub use counts::{EventCounts, TopicStats};
+pub(crate) use event::EventBuilder;
+pub use event::StoredEvent;
 pub use outbox::{Outbox, Outgoing, Pushed};
 pub use ring::Ring;
-pub(crate) use topic::EventBuilder;
-pub use topic::{new_epoch, Identity, Payload, Published, Replay, SubscribeAck, Subscriber, Topic};
+pub use subscriber::{ConnId, Subscriber};
+pub use topic::{new_epoch, Identity, Topic};
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
-use crate::metrics::{self, Histogram};
-
-/// A ready-to-send text frame. It is validated UTF-8 and cheap to clone (reference-counted
-/// `Bytes`), so one serialized event is shared by every subscriber and the ring.
-pub type Frame = tokio_tungstenite::tungstenite::Utf8Bytes;
-
-/// One published event as stored in the ring: the frame that was sent, plus where its parts lie
-/// inside it so history can be answered without parsing the frame again.
-#[derive(Debug)]
-pub struct StoredEvent {
-    /// The topic's sequence number of this event.
-    pub seq: u64,
-    /// The event frame exactly as subscribers received it.
-    pub frame: Frame,
-    /// Byte range of the message id, a JSON string including its quotes.
-    pub id: Range<usize>,
-    /// Byte range of the payload, compact JSON.
-    pub payload: Range<usize>,
-    /// Byte range of the timestamp text (without quotes).
-    pub ts: Range<usize>,
-}
-
-impl StoredEvent {
-    /// The message id as a JSON string literal (with quotes).
-    pub fn id_json(&self) -> &str {
-        &self.frame.as_str()[self.id.clone()]
-    }
-
-    /// The payload as compact JSON text.
-    pub fn payload_json(&self) -> &str {
-        &self.frame.as_str()[self.payload.clone()]
-    }
-
-    /// The publish timestamp.
-    pub fn ts(&self) -> &str {
-        &self.frame.as_str()[self.ts.clone()]
-    }
-}
-
-/// A connection's identity inside the engine, unique for the process's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId(pub u64);
-
-/// One row of [`Broker::topics`].
-#[derive(Debug, Clone)]
-pub struct TopicStats {
-    /// Topic name.
-    pub name: String,
-    /// Current subscriptions.
-    pub subscribers: usize,
-    /// Messages published since the topic was created.
-    pub messages: u64,
-    /// Events dropped for slow subscribers under `drop_oldest`.
-    pub dropped: u64,
-}
-
-/// What happened to published events, for `/metrics`: counted per topic, summed at scrape time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EventCounts {
-    /// Messages published into topics.
-    pub published: u64,
-    /// Live events enqueued to subscribers (one per subscriber per message).
-    pub delivered: u64,
-    /// Events evicted from a full queue under `drop_oldest`.
-    pub dropped_oldest: u64,
-    /// Events not enqueued because the subscriber's queue had overflowed under `disconnect`.
-    pub dropped_slow_consumer: u64,
-    /// Events not enqueued because the subscriber's connection was closing.
-    pub dropped_closed: u64,
-}
-
-impl AddAssign for EventCounts {
-    fn add_assign(&mut self, other: Self) {
-        self.published += other.published;
-        self.delivered += other.delivered;
-        self.dropped_oldest += other.dropped_oldest;
-        self.dropped_slow_consumer += other.dropped_slow_consumer;
-        self.dropped_closed += other.dropped_closed;
-    }
-}
+use crate::histogram::{self, Histogram, HistogramSnapshot};
+use crate::protocol::{Frame, Payload, Published, Replay, SubscribeAck, TopicName};
 
 /// The topic registry and the settings the engine enforces.
 #[derive(Debug)]
@@ -155,7 +80,7 @@ impl Broker {
             max_publish_rate: config.max_publish_rate,
             started: Instant::now(),
             retired: Mutex::new(EventCounts::default()),
-            publish_latency: metrics::publish_latency_histogram(),
+            publish_latency: histogram::publish_latency_histogram(),
         }
     }
 
@@ -190,12 +115,12 @@ impl Broker {
                 format!("topic `{name}` does not exist"),
             ));
         }
-        self.insert(name, false).map(|(topic, _)| topic)
+        self.insert(name).map(|(topic, _)| topic)
     }
 
     /// Creates `name` explicitly (`POST /topics`); `CONFLICT` when it exists.
     pub fn create_topic(&self, name: &TopicName) -> Result<Arc<Topic>, ApiError> {
-        match self.insert(name, true)? {
+        match self.insert(name)? {
             (topic, true) => Ok(topic),
             (_, false) => Err(ApiError::new(
                 ErrorCode::Conflict,
@@ -205,7 +130,7 @@ impl Broker {
     }
 
     /// Inserts a topic unless one exists; returns it and whether it was created now.
-    fn insert(&self, name: &TopicName, _explicit: bool) -> Result<(Arc<Topic>, bool), ApiError> {
+    fn insert(&self, name: &TopicName) -> Result<(Arc<Topic>, bool), ApiError> {
         match self.topics.entry(name.clone()) {
             Entry::Occupied(e) => Ok((e.get().clone(), false)),
             Entry::Vacant(e) => {
@@ -319,7 +244,7 @@ impl Broker {
         payload: Payload<'_>,
     ) -> Result<Published, ApiError> {
         let start = Instant::now();
-        let mut frame = topic::EventBuilder::new(name, id, payload, self.max_message_bytes)?;
+        let mut frame = EventBuilder::new(name, id, payload, self.max_message_bytes)?;
         // A topic deleted between lookup and publish is looked up once more: with auto-create the
         // message lands in the new topic, otherwise the caller hears TOPIC_NOT_FOUND.
         for _ in 0..2 {
@@ -372,7 +297,7 @@ impl Broker {
     }
 
     /// Publish-to-enqueue latency so far.
-    pub fn publish_latency(&self) -> metrics::HistogramSnapshot {
+    pub fn publish_latency(&self) -> HistogramSnapshot {
         self.publish_latency.snapshot()
     }
 

@@ -109,16 +109,9 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Frame;
 
     fn ev(seq: u64) -> Arc<StoredEvent> {
-        Arc::new(StoredEvent {
-            seq,
-            frame: Frame::from(format!("{seq}")),
-            id: 0..0,
-            payload: 0..0,
-            ts: 0..0,
-        })
+        Arc::new(StoredEvent::numbered(seq))
     }
 
     fn seqs(v: &[Arc<StoredEvent>]) -> Vec<u64> {

@@ -13,178 +13,23 @@
 
 use std::io::Write;
 use std::mem;
-use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use simd_json::prelude::Writable;
 
+use super::counts::EventCounts;
+use super::event::{EventBuilder, StoredEvent};
 use super::history::{History, SparseRing};
-use super::outbox::{Outbox, Outgoing, Pushed};
+use super::outbox::{Outgoing, Pushed};
 use super::ring::Ring;
-use super::{ConnId, EventCounts, Frame, StoredEvent, TopicName};
+use super::subscriber::{ConnId, Subscriber};
 use crate::clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::server as frames;
+use crate::protocol::{Frame, Published, Replay, SubscribeAck, TopicName};
 use crate::sync::{ArcSwap, AtomicBool, AtomicU64, Mutex};
-
-/// A connection subscribed to a topic: who it is and where its frames go.
-#[derive(Debug, Clone)]
-pub struct Subscriber {
-    /// The connection, to find it again on unsubscribe.
-    pub conn: ConnId,
-    /// Its outbound queue.
-    pub outbox: Arc<Outbox>,
-}
-
-/// What a subscribe asks to replay before live events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Replay {
-    /// Live events only.
-    None,
-    /// The last N stored events (capped at the ring size).
-    LastN(u64),
-    /// Every stored event after `seq`, if `epoch` (when given) is still the topic's.
-    Since {
-        /// Last `seq` the client saw.
-        seq: u64,
-        /// The topic epoch the client saw it in.
-        epoch: Option<String>,
-    },
-}
-
-/// The facts a subscribe ack reports.
-#[derive(Debug)]
-pub struct SubscribeAck<'a> {
-    /// The topic's latest `seq` when the subscription took effect.
-    pub seq: u64,
-    /// The topic's epoch.
-    pub epoch: &'a str,
-    /// Whether the requested replay is complete; `None` when none was requested.
-    pub recovered: Option<bool>,
-}
-
-/// The payload of a publish, written straight into the event frame.
-#[derive(Debug, Clone, Copy)]
-pub enum Payload<'a> {
-    /// A JSON value parsed from a client frame.
-    Value(&'a simd_json::BorrowedValue<'a>),
-    /// Text that is sent as a JSON string.
-    Text(&'a str),
-}
-
-/// The outcome of a publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Published {
-    /// The message id as a JSON string literal (with quotes), ready to splice into a reply.
-    pub id_json: Box<str>,
-    /// The `seq` the message got.
-    pub seq: u64,
-}
-
-/// An event frame built up to its `seq`, which only the topic's sequencer can add. In cluster
-/// mode the publishing node sends exactly these bytes through the backplane and every node adds
-/// the stream's `seq`, so the frame is serialized once for the whole cluster.
-#[derive(Debug)]
-pub(crate) struct EventBuilder {
-    /// `{"type":"event",...,"seq":` so far.
-    pub(crate) buf: Vec<u8>,
-    /// Where the id literal lies in `buf`.
-    pub(crate) id: Range<usize>,
-    /// Where the payload lies in `buf`.
-    pub(crate) payload: Range<usize>,
-    /// Where the timestamp lies in `buf`.
-    pub(crate) ts: Range<usize>,
-}
-
-impl EventBuilder {
-    /// Takes back a frame prefix built by [`EventBuilder::new`] on another node; `None` unless it
-    /// is UTF-8, belongs to `topic`, ends where a `seq` goes and its ranges lie inside it.
-    pub(crate) fn from_parts(
-        topic: &TopicName,
-        buf: Vec<u8>,
-        id: Range<usize>,
-        payload: Range<usize>,
-        ts: Range<usize>,
-    ) -> Option<Self> {
-        let text = std::str::from_utf8(&buf).ok()?;
-        let head = text
-            .strip_prefix(r#"{"type":"event","topic":""#)?
-            .strip_prefix(topic.as_str())?;
-        let ok = head.starts_with('"')
-            && text.ends_with(r#","seq":"#)
-            && [&id, &payload, &ts]
-                .iter()
-                .all(|r| r.start <= r.end && text.get((*r).clone()).is_some());
-        ok.then_some(Self {
-            buf,
-            id,
-            payload,
-            ts,
-        })
-    }
-
-    /// Serializes everything but the `seq`; `PAYLOAD_TOO_LARGE` past `max_payload` bytes.
-    pub(crate) fn new(
-        topic: &TopicName,
-        id: Option<&str>,
-        payload: Payload<'_>,
-        max_payload: usize,
-    ) -> Result<Self, ApiError> {
-        let mut buf = Vec::with_capacity(128 + topic.as_str().len());
-        buf.extend_from_slice(br#"{"type":"event","topic":""#);
-        buf.extend_from_slice(topic.as_str().as_bytes());
-        buf.extend_from_slice(br#"","message":{"id":"#);
-        let id_start = buf.len();
-        match id {
-            Some(id) => frames::write_json_str(&mut buf, id),
-            None => {
-                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-                let uuid = uuid::Uuid::new_v4();
-                buf.push(b'"');
-                buf.extend_from_slice(uuid.hyphenated().encode_lower(&mut text).as_bytes());
-                buf.push(b'"');
-            }
-        }
-        let id_range = id_start..buf.len();
-        buf.extend_from_slice(br#","payload":"#);
-        let payload_start = buf.len();
-        let written = match payload {
-            Payload::Value(value) => value.write(&mut buf),
-            Payload::Text(text) => {
-                frames::write_json_str(&mut buf, text);
-                Ok(())
-            }
-        };
-        if written.is_err() {
-            return Err(ApiError::new(
-                ErrorCode::Internal,
-                "payload serialization failed",
-            ));
-        }
-        let payload_len = buf.len() - payload_start;
-        if payload_len > max_payload {
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("message is {payload_len} bytes, over the limit of {max_payload}"),
-            ));
-        }
-        let payload_range = payload_start..buf.len();
-        buf.extend_from_slice(br#"},"ts":""#);
-        let ts_start = buf.len();
-        buf.extend_from_slice(clock::now().as_str().as_bytes());
-        let ts_range = ts_start..buf.len();
-        buf.extend_from_slice(br#"","seq":"#);
-        Ok(Self {
-            buf,
-            id: id_range,
-            payload: payload_range,
-            ts: ts_range,
-        })
-    }
-}
 
 /// A fresh opaque epoch: 16 hex digits of a random UUID.
 pub fn new_epoch() -> String {
@@ -275,9 +120,9 @@ struct Tally {
     /// Events enqueued to subscribers.
     delivered: AtomicU64,
     /// Events refused by an outbox that overflowed under `disconnect`.
-    rejected_overflow: AtomicU64,
+    dropped_slow_consumer: AtomicU64,
     /// Events refused by an outbox whose connection was closing.
-    rejected_closed: AtomicU64,
+    dropped_closed: AtomicU64,
 }
 
 /// Adds `n` to a counter that only the sequencer's holder writes.
@@ -372,8 +217,8 @@ impl Topic {
             published: load(&self.tally.published),
             delivered: load(&self.tally.delivered),
             dropped_oldest: load(&self.dropped),
-            dropped_slow_consumer: load(&self.tally.rejected_overflow),
-            dropped_closed: load(&self.tally.rejected_closed),
+            dropped_slow_consumer: load(&self.tally.dropped_slow_consumer),
+            dropped_closed: load(&self.tally.dropped_closed),
         }
     }
 
@@ -467,8 +312,8 @@ impl Topic {
         bump(&self.dropped, dropped);
         bump(&self.tally.published, 1);
         bump(&self.tally.delivered, delivered);
-        bump(&self.tally.rejected_overflow, overflowed);
-        bump(&self.tally.rejected_closed, closed);
+        bump(&self.tally.dropped_slow_consumer, overflowed);
+        bump(&self.tally.dropped_closed, closed);
         let id_json = stored.id_json().into();
         self.ring.push(stored);
         Ok(Published { id_json, seq })
@@ -561,7 +406,9 @@ impl Topic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::Outbox;
     use crate::config::SlowConsumerPolicy;
+    use crate::protocol::Payload;
 
     fn topic() -> Topic {
         Topic::new(TopicName::parse("t").unwrap(), 4, 0)

@@ -17,11 +17,12 @@ mod report;
 
 use std::sync::Arc;
 
-use crate::broker::{Broker, Payload, Published, Topic, TopicName, TopicStats};
+use crate::broker::{Broker, Topic, TopicStats};
 use crate::config::Config;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
+use crate::protocol::{Payload, Published, TopicName};
 
-pub use report::NodeCounts;
+pub use report::{CountsFn, NodeCounts};
 
 /// How the server reaches the engine: this process alone, or the cluster over NATS.
 #[derive(Debug)]
@@ -31,9 +32,6 @@ pub enum Backplane {
     /// Cluster mode over NATS JetStream.
     Nats(Arc<nats::NatsBackplane>),
 }
-
-/// Reads this node's counts for the cluster report (connections live in the server).
-pub type CountsFn = Box<dyn Fn() -> NodeCounts + Send + Sync>;
 
 impl Backplane {
     /// The backplane `config` asks for; in cluster mode the NATS client connects (and keeps
@@ -145,49 +143,6 @@ impl Backplane {
     }
 }
 
-/// A failed backplane call: `UNAVAILABLE` (503) for REST; WebSocket replies say `INTERNAL`.
-pub(crate) fn unavailable(what: &str, error: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        ErrorCode::Unavailable,
-        format!("cluster backplane unavailable ({what}): {error}"),
-    )
-}
-
-/// Encodes a topic name into one NATS subject token that is also a valid KV key: topic names may
-/// hold `.` (the subject separator) and `:` (not allowed in KV keys). `_` escapes: `__` is `_`,
-/// `_d` is `.`, `_c` is `:`; everything else is kept, so the encoding is reversible.
-pub fn encode_topic(name: &TopicName) -> String {
-    let mut out = String::with_capacity(name.as_str().len() + 8);
-    for c in name.as_str().chars() {
-        match c {
-            '_' => out.push_str("__"),
-            '.' => out.push_str("_d"),
-            ':' => out.push_str("_c"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The inverse of [`encode_topic`]; `None` for a token that no topic name encodes to.
-pub fn decode_topic(token: &str) -> Option<TopicName> {
-    let mut out = String::with_capacity(token.len());
-    let mut chars = token.chars();
-    while let Some(c) = chars.next() {
-        if c != '_' {
-            out.push(c);
-            continue;
-        }
-        match chars.next()? {
-            '_' => out.push('_'),
-            'd' => out.push('.'),
-            'c' => out.push(':'),
-            _ => return None,
-        }
-    }
-    TopicName::parse(&out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,34 +169,5 @@ mod tests {
         for (name, bytes) in sizes {
             assert!(bytes <= 256, "Backplane::{name}'s future is {bytes} bytes");
         }
-    }
-
-    #[test]
-    fn topic_encoding_round_trips_and_is_a_plain_token() {
-        for name in [
-            "orders",
-            "a.b:c_d",
-            "_",
-            "__._:",
-            "x-y",
-            "a_db",
-            &"z".repeat(255),
-        ] {
-            let topic = TopicName::parse(name).unwrap();
-            let token = encode_topic(&topic);
-            assert!(
-                token
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
-                "{token}"
-            );
-            assert_eq!(decode_topic(&token).unwrap(), topic);
-        }
-        assert!(decode_topic("a_x").is_none());
-        assert!(decode_topic("a_").is_none());
-        assert_ne!(
-            encode_topic(&TopicName::parse("a.b").unwrap()),
-            encode_topic(&TopicName::parse("a_db").unwrap())
-        );
     }
 }

@@ -55,6 +55,9 @@ pub(crate) struct TopicReport {
     pub dropped: u64,
 }
 
+/// Reads this node's counts for the cluster report (connections live in the server).
+pub type CountsFn = Box<dyn Fn() -> NodeCounts + Send + Sync>;
+
 impl Report {
     /// This node's report now.
     pub(crate) fn local(node: &str, broker: &Broker, counts: NodeCounts) -> Self {

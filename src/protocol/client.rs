@@ -4,7 +4,7 @@
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
-use crate::broker::{Replay, TopicName};
+use super::{Replay, TopicName};
 use crate::error::ApiError;
 
 /// Largest integer a JSON number can carry exactly in every client (2^53 - 1).
@@ -21,6 +21,8 @@ pub enum Kind {
     Publish,
     /// Application-level ping; answered with `pong`.
     Ping,
+    /// A token for this connection, or a refresh of it (PROTOCOL.md §4).
+    Auth,
 }
 
 /// A client's `request_id`, kept as the JSON literal it arrived as (a string, or a number from
@@ -52,6 +54,8 @@ pub struct ClientFrame<'v> {
     pub replay: Replay,
     /// Optional client name, for logs.
     pub client_id: Option<&'v str>,
+    /// Auth: the token.
+    pub token: Option<&'v str>,
 }
 
 /// A frame that cannot be served, with the `request_id` to echo when it could be read.
@@ -61,6 +65,82 @@ pub struct FrameError {
     pub request_id: Option<RequestId>,
     /// What was wrong.
     pub error: ApiError,
+}
+
+/// A publish as both transports receive it: a WebSocket `publish` frame, or the body of REST's
+/// `POST /publish`.
+#[derive(Debug)]
+pub struct PublishRequest<'v> {
+    /// Where it goes.
+    pub topic: TopicName,
+    /// The client's message id, if it chose one.
+    pub message_id: Option<&'v str>,
+    /// The payload (`message.payload`, or `data`).
+    pub payload: &'v BorrowedValue<'v>,
+}
+
+/// Decodes a publish body `{"topic","data"}` or `{"topic","message":{"id"?,"payload"}}`; other
+/// fields (`type`, `action`, `request_id`) are not looked at.
+pub fn decode_publish<'v>(value: &'v BorrowedValue<'_>) -> Result<PublishRequest<'v>, ApiError> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    let topic = match object.get("topic") {
+        None | Some(BorrowedValue::Static(StaticNode::Null)) => {
+            return Err(ApiError::bad_request("missing field `topic`"))
+        }
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| ApiError::bad_request("`topic` must be a string"))?,
+    };
+    let topic = TopicName::parse(topic)?;
+    if object
+        .get("client_id")
+        .is_some_and(|v| !v.is_str() && !matches!(v, BorrowedValue::Static(StaticNode::Null)))
+    {
+        return Err(ApiError::bad_request("`client_id` must be a string"));
+    }
+    let (message_id, payload) = publish_fields(object)?;
+    Ok(PublishRequest {
+        topic,
+        message_id,
+        payload,
+    })
+}
+
+/// The message id and payload of a publish, from `message` or the seed alias `data`.
+fn publish_fields<'v>(
+    object: &'v simd_json::borrowed::Object<'_>,
+) -> Result<(Option<&'v str>, &'v BorrowedValue<'v>), ApiError> {
+    let (id, payload) = match object.get("message") {
+        Some(BorrowedValue::Object(message)) => {
+            let id = match message.get("id") {
+                None | Some(BorrowedValue::Static(StaticNode::Null)) => None,
+                Some(v) => Some(
+                    v.as_str()
+                        .ok_or_else(|| ApiError::bad_request("`message.id` must be a string"))?,
+                ),
+            };
+            let payload = message
+                .get("payload")
+                .ok_or_else(|| ApiError::bad_request("missing field `message.payload`"))?;
+            (id, payload)
+        }
+        Some(_) => return Err(ApiError::bad_request("`message` must be an object")),
+        None => (
+            None,
+            object.get("data").ok_or_else(|| {
+                ApiError::bad_request("publish needs `message.payload` (or `data`)")
+            })?,
+        ),
+    };
+    // Characters, as JSON Schema's maxLength counts (api/openapi.json): at most 1,020 bytes.
+    if id.is_some_and(|id| id.chars().count() > 255) {
+        return Err(ApiError::bad_request(
+            "`message.id` longer than 255 characters",
+        ));
+    }
+    Ok((id, payload))
 }
 
 /// Decodes a parsed client frame.
@@ -95,10 +175,11 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
         Some(Some("unsubscribe")) => Kind::Unsubscribe,
         Some(Some("publish")) => Kind::Publish,
         Some(Some("ping")) => Kind::Ping,
+        Some(Some("auth")) => Kind::Auth,
         Some(Some(other)) => {
             let shown: String = other.chars().take(64).collect();
             return Err(fail(format!(
-                "unknown type `{shown}` (expected subscribe, unsubscribe, publish or ping)"
+                "unknown type `{shown}` (expected subscribe, unsubscribe, publish, ping or auth)"
             )));
         }
     };
@@ -112,7 +193,7 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
         }
     };
     let client_id = string("client_id")?;
-    let topic = if kind == Kind::Ping {
+    let topic = if matches!(kind, Kind::Ping | Kind::Auth) {
         None
     } else {
         let name = string("topic")?.ok_or_else(|| fail("missing field `topic`".into()))?;
@@ -126,35 +207,16 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
         payload: None,
         replay: Replay::None,
         client_id,
+        token: None,
     };
     match kind {
         Kind::Publish => {
-            match object.get("message") {
-                Some(BorrowedValue::Object(message)) => {
-                    frame.message_id = match message.get("id") {
-                        None | Some(BorrowedValue::Static(StaticNode::Null)) => None,
-                        Some(v) => Some(
-                            v.as_str()
-                                .ok_or_else(|| fail("`message.id` must be a string".into()))?,
-                        ),
-                    };
-                    frame.payload = Some(
-                        message
-                            .get("payload")
-                            .ok_or_else(|| fail("missing field `message.payload`".into()))?,
-                    );
-                }
-                Some(_) => return Err(fail("`message` must be an object".into())),
-                None => {
-                    frame.payload = Some(object.get("data").ok_or_else(|| {
-                        fail("publish needs `message.payload` (or `data`)".into())
-                    })?);
-                }
-            }
-            // Characters, as JSON Schema's maxLength counts (api/openapi.json): at most 1,020 bytes.
-            if frame.message_id.is_some_and(|id| id.chars().count() > 255) {
-                return Err(fail("`message.id` longer than 255 characters".into()));
-            }
+            let (message_id, payload) = publish_fields(object).map_err(|e| FrameError {
+                request_id: request_id.clone(),
+                error: e,
+            })?;
+            frame.message_id = message_id;
+            frame.payload = Some(payload);
         }
         Kind::Subscribe => {
             let int = |key: &str| -> Result<Option<u64>, FrameError> {
@@ -181,6 +243,10 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
                 (None, Some(_)) => Replay::LastN(0),
                 (None, None) => Replay::None,
             };
+        }
+        Kind::Auth => {
+            frame.token =
+                Some(string("token")?.ok_or_else(|| fail("missing field `token`".into()))?);
         }
         Kind::Unsubscribe | Kind::Ping => {}
     }

@@ -1,7 +1,17 @@
-//! The wire format: client frames in ([`client`]), server frames out ([`server`]). Pure functions,
-//! no I/O, so every rule of PROTOCOL.md §1 is unit-tested here.
+//! The vocabulary every layer above shares, and the wire format: client frames in ([`client`]),
+//! server frames out ([`server`]), topic names, the frame type, and what a publish or subscribe
+//! carries and answers. Pure functions, no I/O, so every rule of PROTOCOL.md §1 is unit-tested here.
 
 pub mod client;
+mod frame;
+pub mod json_error;
+mod message;
+mod name;
 pub mod server;
 
-pub use client::{decode, ClientFrame, FrameError, Kind, RequestId};
+pub use client::{
+    decode, decode_publish, ClientFrame, FrameError, Kind, PublishRequest, RequestId,
+};
+pub use frame::Frame;
+pub use message::{Payload, Published, Replay, SubscribeAck};
+pub use name::TopicName;

@@ -6,7 +6,7 @@ use std::io::Write;
 use bytes::Bytes;
 
 use super::client::RequestId;
-use crate::broker::{Frame, Published, SubscribeAck, TopicName};
+use super::{Frame, Published, SubscribeAck, TopicName};
 use crate::clock;
 use crate::error::ApiError;
 
@@ -76,6 +76,22 @@ pub fn publish_ack(
     buf.extend_from_slice(br#","id":"#);
     buf.extend_from_slice(published.id_json.as_bytes());
     let _ = write!(buf, r#","seq":{}"#, published.seq);
+    finish(buf)
+}
+
+/// The ack of an `auth` frame: who the token says the client is, and how long it is valid.
+pub fn auth_ack(request_id: Option<&RequestId>, client_id: &str, expires_in: u64) -> Frame {
+    let mut buf = start("ack", request_id);
+    buf.extend_from_slice(br#","status":"ok","client_id":"#);
+    write_json_str(&mut buf, client_id);
+    let _ = write!(buf, r#","expires_in":{expires_in}"#);
+    finish(buf)
+}
+
+/// Sent `TOKEN_REFRESH_WINDOW_SECS` before the connection's token expires.
+pub fn info_token_expiring(expires_in: u64) -> Frame {
+    let mut buf = start("info", None);
+    let _ = write!(buf, r#","msg":"token_expiring","expires_in":{expires_in}"#);
     finish(buf)
 }
 

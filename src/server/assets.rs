@@ -7,7 +7,7 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use super::http::HttpResponse;
+use super::response::HttpResponse;
 
 /// One embedded file.
 #[derive(Debug)]
@@ -45,6 +45,14 @@ const ASSETS: &[Asset] = &[
     Asset {
         path: "/dashboard/app.js",
         body: include_bytes!("../../dashboard/app.js"),
+        content_type: "text/javascript; charset=utf-8",
+        page: false,
+    },
+    Asset {
+        // The JavaScript client library, served so the dashboard's live tail runs the same file
+        // applications import (one copy of the reconnect and resume logic).
+        path: "/dashboard/herald-client.js",
+        body: include_bytes!("../../clients/js/index.js"),
         content_type: "text/javascript; charset=utf-8",
         page: false,
     },

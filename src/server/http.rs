@@ -9,15 +9,12 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use subtle::ConstantTimeEq;
 use tracing::debug;
 
+use super::request::{percent_decode, with_credentials};
+use super::response::{error, json, HttpResponse};
 use super::{assets, rest, upgrade, State};
 use crate::error::{ApiError, ErrorCode};
-use crate::protocol::server::write_json_str;
-
-/// The response type of every route.
-pub(crate) type HttpResponse = Response<Full<Bytes>>;
 
 /// Entry point of every HTTP request on the listener.
 pub(crate) async fn handle(
@@ -69,64 +66,63 @@ async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> H
     if let Some(asset) = assets::lookup(&path) {
         return allow(&req, &[Method::GET, Method::HEAD]).unwrap_or_else(|| assets::serve(asset));
     }
-    if let Some(expected) = &state.config.api_key {
-        if !authorized(&req, expected) {
-            return error(&ApiError::new(
-                ErrorCode::Unauthorized,
-                "missing or wrong API key (X-API-Key, Authorization: Bearer, or api_key=)",
-            ));
-        }
-    }
+    let websocket = matches!(segments.as_slice(), ["ws"] | ["ws", "sub", _]);
+    let caller = match with_credentials(&req, websocket, |c| state.node.caller(c)) {
+        Ok(caller) => caller,
+        Err(e) => return error(&e),
+    };
     let get = [Method::GET];
     let post = [Method::POST];
-    match segments.as_slice() {
+    let result = match segments.as_slice() {
         ["ws"] => match allow(&req, &get) {
-            Some(r) => r,
-            None => upgrade::upgrade(state, req, peer, None).await,
+            Some(r) => Ok(r),
+            None => upgrade::upgrade(state, caller, req, peer, None).await,
         },
         ["ws", "sub", topic] => match allow(&req, &get) {
-            Some(r) => r,
+            Some(r) => Ok(r),
             None => {
                 let topic = percent_decode(topic);
-                upgrade::upgrade(state, req, peer, Some(topic)).await
+                upgrade::upgrade(state, caller, req, peer, Some(topic)).await
             }
         },
         ["topics"] => match *req.method() {
-            Method::GET | Method::HEAD => rest::list_topics(&state),
-            Method::POST => rest::create_topic(&state, req).await,
-            _ => method_not_allowed(&[Method::GET, Method::POST]),
+            Method::GET | Method::HEAD => rest::list_topics(&state, &caller),
+            Method::POST => rest::create_topic(&state, &caller, req).await,
+            _ => Ok(method_not_allowed(&[Method::GET, Method::POST])),
         },
         ["topics", name] => {
             let name = percent_decode(name);
             match *req.method() {
-                Method::GET | Method::HEAD => rest::get_topic(&state, &name),
-                Method::DELETE => rest::delete_topic(&state, &name).await,
-                _ => method_not_allowed(&[Method::GET, Method::DELETE]),
+                Method::GET | Method::HEAD => rest::get_topic(&state, &caller, &name),
+                Method::DELETE => rest::delete_topic(&state, &caller, &name).await,
+                _ => Ok(method_not_allowed(&[Method::GET, Method::DELETE])),
             }
         }
         ["topics", name, "history"] => match allow(&req, &get) {
-            Some(r) => r,
-            None => rest::history(&state, &percent_decode(name), req.uri().query()),
+            Some(r) => Ok(r),
+            None => rest::history(&state, &caller, &percent_decode(name), req.uri().query()),
         },
         ["publish"] => match allow(&req, &post) {
-            Some(r) => r,
-            None => rest::publish(&state, req).await,
+            Some(r) => Ok(r),
+            None => rest::publish(&state, &caller, req).await,
         },
         ["pub", topic] => match allow(&req, &post) {
-            Some(r) => r,
+            Some(r) => Ok(r),
             None => {
                 let topic = percent_decode(topic);
-                rest::publish_raw(&state, &topic, req).await
+                rest::publish_raw(&state, &caller, &topic, req).await
             }
         },
-        ["health"] => allow(&req, &get).unwrap_or_else(|| rest::health(&state)),
-        ["stats"] => allow(&req, &get).unwrap_or_else(|| rest::stats(&state)),
-        ["metrics"] => allow(&req, &get).unwrap_or_else(|| rest::metrics(&state)),
-        _ => error(&ApiError::new(
+        ["health"] => allow(&req, &get).map_or_else(|| rest::health(&state, &caller), Ok),
+        ["stats"] => allow(&req, &get).map_or_else(|| rest::stats(&state, &caller), Ok),
+        ["metrics"] => allow(&req, &get).map_or_else(|| rest::metrics(&state, &caller), Ok),
+        _ => Err(ApiError::new(
             ErrorCode::NotFound,
             format!("no route for {path}"),
         )),
-    }
+    };
+    // The one place a route's error becomes its JSON body and status.
+    result.unwrap_or_else(|e| error(&e))
 }
 
 /// The route template of `path`, for metrics and logs: never the raw path, so the label set
@@ -214,77 +210,6 @@ fn preflight() -> HttpResponse {
     response
 }
 
-/// Whether the request carries `expected` in one of the three accepted places.
-fn authorized<B>(req: &Request<B>, expected: &str) -> bool {
-    let headers = req.headers();
-    let from_header = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let from_bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_string())
-        });
-    let from_query = query_param(req.uri().query(), "api_key");
-    [from_header, from_bearer, from_query]
-        .into_iter()
-        .flatten()
-        .any(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
-}
-
-/// Compares without an early exit on the first differing byte, so response timing does not reveal
-/// how much of a guessed key was right.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && bool::from(a.ct_eq(b))
-}
-
-/// The first value of `key` in a query string, percent-decoded.
-pub(crate) fn query_param(query: Option<&str>, key: &str) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
-}
-
-/// Decodes `%xx` in a path segment (names are validated afterwards).
-fn percent_decode(segment: &str) -> String {
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-/// A JSON response.
-pub(crate) fn json(status: StatusCode, body: String) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// The error body of PROTOCOL.md §3 with the code's status.
-pub(crate) fn error(err: &ApiError) -> HttpResponse {
-    let mut body = Vec::with_capacity(64 + err.message.len());
-    body.extend_from_slice(br#"{"error":{"code":""#);
-    body.extend_from_slice(err.code.as_str().as_bytes());
-    body.extend_from_slice(br#"","message":"#);
-    write_json_str(&mut body, &err.message);
-    body.extend_from_slice(b"}}");
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = err.code.status();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,30 +229,5 @@ mod tests {
         assert_eq!(route_template("/metrics/x"), "other");
         assert_eq!(route_template("/dashboard/app.js"), "/dashboard/app.js");
         assert_eq!(route_template("/dashboard/x.js"), "other");
-    }
-
-    #[test]
-    fn constant_time_eq_is_exact() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"secret"));
-    }
-
-    #[test]
-    fn auth_accepts_the_three_forms() {
-        let ok = |req: Request<()>| authorized(&req, "k 1");
-        let base = || Request::builder().uri("/topics");
-        assert!(ok(base().header("x-api-key", "k 1").body(()).unwrap()));
-        assert!(ok(base()
-            .header("authorization", "Bearer k 1")
-            .body(())
-            .unwrap()));
-        assert!(ok(Request::builder()
-            .uri("/ws?api_key=k%201")
-            .body(())
-            .unwrap()));
-        assert!(!ok(base().header("x-api-key", "k").body(()).unwrap()));
-        assert!(!ok(base().body(()).unwrap()));
     }
 }

@@ -8,15 +8,18 @@
 
 mod assets;
 mod http;
+mod request;
+mod response;
 mod rest;
 mod session;
+mod state;
 mod upgrade;
 mod wire;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,116 +30,14 @@ use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, error, field, info, info_span, warn, Instrument};
 
-use crate::broker::{Broker, ConnId};
-use crate::cluster::{Backplane, NodeCounts};
+use crate::broker::ConnId;
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::node::Node;
 use crate::tls;
 
-/// Extra bytes a WebSocket frame may carry beyond `MAX_MESSAGE_BYTES`, for the envelope around the
-/// payload (`type`, `topic`, ids). Bigger frames are refused by tungstenite with close 1009.
-pub const FRAME_ENVELOPE_BYTES: usize = 64 * 1024;
-
-/// How many groups the lame-duck drain closes connections in, one group per
-/// `DRAIN_DURATION_SECS / DRAIN_BATCHES`; a connection's group is its id modulo this.
-const DRAIN_BATCHES: usize = 10;
-
-/// Everything a connection task needs, shared by all of them.
-#[derive(Debug)]
-pub(crate) struct State {
-    /// The validated configuration.
-    config: Config,
-    /// The engine (shared with the cluster backplane's consumer).
-    broker: Arc<Broker>,
-    /// The single node or the cluster.
-    backplane: Backplane,
-    /// Set on SIGTERM while the lame-duck drain runs: `/readyz` answers 503 and upgrades are
-    /// refused, so the load balancer sends new clients elsewhere.
-    draining: AtomicBool,
-    /// Cancelled one after another during the drain; each session watches one of them.
-    drain_batches: Box<[CancellationToken]>,
-    /// Cancelled when shutdown starts; every task watches it.
-    shutdown: CancellationToken,
-    /// Every spawned connection task, so shutdown can wait for them.
-    tracker: TaskTracker,
-    /// WebSocket buffer and size limits, built once.
-    ws_config: WebSocketConfig,
-    /// Open WebSocket sessions, for `/health` and `/stats`.
-    sessions: AtomicUsize,
-    /// Connections closed because their outbox overflowed under `disconnect`.
-    slow_consumer_disconnects: AtomicU64,
-    /// Request, frame and outbox metrics for `/metrics`.
-    metrics: Metrics,
-    /// Present when TLS is configured: every accepted connection handshakes first.
-    tls: Option<Arc<rustls::ServerConfig>>,
-}
-
-impl State {
-    fn new(
-        config: Config,
-        broker: Arc<Broker>,
-        backplane: Backplane,
-        tls: Option<Arc<rustls::ServerConfig>>,
-    ) -> Self {
-        let limit = config.max_message_bytes + FRAME_ENVELOPE_BYTES;
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(config.ws_read_buffer_size)
-            // tungstenite only writes control frames (pongs, close replies); they go straight to the
-            // session's Duplex, and the writer task frames and buffers everything else (wire.rs).
-            .write_buffer_size(0)
-            // The writer flushes once per batch, so the buffer must hold a batch plus the largest
-            // frame; past this the sink applies backpressure to the writer task (never to others).
-            .max_write_buffer_size(config.ws_write_buffer_size.max(limit) * 2)
-            .max_message_size(Some(limit))
-            .max_frame_size(Some(limit));
-        Self {
-            broker,
-            backplane,
-            draining: AtomicBool::new(false),
-            drain_batches: (0..DRAIN_BATCHES)
-                .map(|_| CancellationToken::new())
-                .collect(),
-            config,
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            ws_config,
-            sessions: AtomicUsize::new(0),
-            slow_consumer_disconnects: AtomicU64::new(0),
-            metrics: Metrics::default(),
-            tls,
-        }
-    }
-
-    /// Open WebSocket sessions.
-    fn session_count(&self) -> usize {
-        self.sessions.load(Ordering::Relaxed)
-    }
-
-    /// This node's counts, for `/stats` and the cluster report.
-    fn node_counts(&self) -> NodeCounts {
-        NodeCounts {
-            connections: self.session_count() as u64,
-            slow_consumer_disconnects: self.slow_consumer_disconnects.load(Ordering::Relaxed),
-            dropped: self.broker.dropped_total(),
-        }
-    }
-
-    /// Whether new clients should be sent elsewhere (`/readyz` 503).
-    fn unready(&self) -> Option<&'static str> {
-        if self.shutdown.is_cancelled() || self.draining.load(Ordering::Relaxed) {
-            Some("draining")
-        } else if !self.backplane.is_ready() {
-            Some("backplane unavailable")
-        } else {
-            None
-        }
-    }
-}
+pub(crate) use state::State;
 
 /// Serves herald on `listener` until `shutdown` resolves, then drains (PROTOCOL.md §7): stops
 /// accepting, lets every WebSocket flush its queue, sends `shutting_down` and a 1001 close, and
@@ -152,22 +53,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future) -
         ),
         None => None,
     };
-    let broker = Arc::new(Broker::new(&config));
-    let backplane = Backplane::connect(&config, broker.clone())
+    let node = Node::new(&config)
         .await
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.message))?;
-    let state = Arc::new(State::new(config, broker, backplane, tls));
-    let weak = Arc::downgrade(&state);
-    state.backplane.start(
-        &state.tracker,
-        state.shutdown.clone(),
-        Box::new(move || weak.upgrade().map(|s| s.node_counts()).unwrap_or_default()),
-    );
+    let node = Arc::new(node);
+    let state = Arc::new(State::new(config, node, tls));
+    state.node.start(&state.tracker, state.shutdown.clone());
     let local = listener.local_addr()?;
     info!(
         addr = %local,
         tls = state.tls.is_some(),
-        cluster = state.backplane.is_cluster(),
+        auth = %state.config.auth_summary(),
+        cluster = state.node.is_cluster(),
         "herald listening"
     );
     let mut shutdown = std::pin::pin!(shutdown);
@@ -181,7 +78,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future) -
         // Lame duck: keep answering (/readyz says 503, REST still works) while the sessions are
         // closed group by group, so their clients reconnect to other nodes without a storm.
         state.draining.store(true, Ordering::Relaxed);
-        info!(sessions = state.session_count(), duration = ?state.config.drain_duration, "draining");
+        info!(sessions = state.node.session_count(), duration = ?state.config.drain_duration, "draining");
         let mut drain = std::pin::pin!(drain_sessions(&state));
         loop {
             tokio::select! {
@@ -191,7 +88,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future) -
         }
     }
     drop(listener);
-    info!(sessions = state.session_count(), "shutting down");
+    info!(sessions = state.node.session_count(), "shutting down");
     state.shutdown.cancel();
     state.tracker.close();
     let margin = Duration::from_secs(2);
@@ -229,7 +126,7 @@ async fn drain_sessions(state: &State) {
     }
     // Let the last group send its 1012 before shutdown would close it with 1001.
     let grace = tokio::time::Instant::now() + Duration::from_secs(1);
-    while state.session_count() > 0 && tokio::time::Instant::now() < grace {
+    while state.node.session_count() > 0 && tokio::time::Instant::now() < grace {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -250,7 +147,7 @@ fn serve_connection(state: &Arc<State>, stream: TcpStream, peer: SocketAddr) {
     // Events are small and latency matters more than packet count; batching happens in the writer.
     let _ = stream.set_nodelay(true);
     let state = state.clone();
-    let conn = state.broker.next_conn_id();
+    let conn = state.node.next_conn_id();
     // Every log line of the connection, its WebSocket session included, carries these fields;
     // `route` and `client_id` are recorded when a WebSocket upgrade names them.
     let span = info_span!(

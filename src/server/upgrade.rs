@@ -14,10 +14,13 @@ use hyper::body::Incoming;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, Instrument, Span};
 
-use super::http::{error, query_param, HttpResponse};
+use super::request::query_param;
+use super::response::HttpResponse;
 use super::{session, State};
-use crate::broker::{ConnId, TopicName};
+use crate::broker::ConnId;
 use crate::error::{ApiError, ErrorCode};
+use crate::node::Caller;
+use crate::protocol::TopicName;
 
 fn header_has_token<B>(req: &Request<B>, name: header::HeaderName, token: &str) -> bool {
     req.headers().get_all(name).iter().any(|v| {
@@ -40,12 +43,13 @@ fn is_valid_key(key: &HeaderValue) -> bool {
 /// Answers an upgrade request on `/ws` or `/ws/sub/{topic}` (then `topic` is set).
 pub(super) async fn upgrade(
     state: Arc<State>,
+    caller: Caller,
     mut req: Request<Incoming>,
     peer: SocketAddr,
     topic: Option<String>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     if state.shutdown.is_cancelled() || state.draining.load(Ordering::Relaxed) {
-        return error(&ApiError::new(
+        return Err(ApiError::new(
             ErrorCode::Unavailable,
             "server is shutting down",
         ));
@@ -60,7 +64,7 @@ pub(super) async fn upgrade(
                 .trim_end_matches('/')
                 .to_ascii_lowercase();
             if !state.config.allowed_origins.contains(&origin) {
-                return error(&ApiError::new(
+                return Err(ApiError::new(
                     ErrorCode::Forbidden,
                     "origin not allowed (ALLOWED_ORIGINS)",
                 ));
@@ -69,8 +73,8 @@ pub(super) async fn upgrade(
     }
     // Counted before the upgrade so a connection storm cannot overshoot by much; the session
     // count is the one /health reports.
-    if state.session_count() >= state.config.max_connections {
-        return error(&ApiError::new(
+    if state.node.session_count() >= state.config.max_connections {
+        return Err(ApiError::new(
             ErrorCode::Unavailable,
             format!(
                 "connection limit reached (MAX_CONNECTIONS = {})",
@@ -85,38 +89,33 @@ pub(super) async fn upgrade(
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_some_and(|v| v == "13");
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
-        return error(&ApiError::bad_request(
+        return Err(ApiError::bad_request(
             "this route expects a WebSocket upgrade (Sec-WebSocket-Key missing)",
         ));
     };
     if !is_valid_key(&key) {
-        return error(&ApiError::bad_request(
+        return Err(ApiError::bad_request(
             "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455 §4.1)",
         ));
     }
     if !is_upgrade || !version_ok {
-        return error(&ApiError::bad_request(
+        return Err(ApiError::bad_request(
             "this route expects a WebSocket upgrade (Upgrade: websocket, version 13)",
         ));
     }
-    // Seed (a): the socket opens already subscribed, so the topic is checked before upgrading.
+    // Seed a (PROTOCOL.md §2): the socket opens already subscribed, so the topic is checked before upgrading.
     let topic = match topic.as_deref().map(TopicName::parse).transpose() {
         Ok(t) => t,
-        Err(e) => return error(&e),
+        Err(e) => return Err(e),
     };
     if let Some(name) = &topic {
-        if state.backplane.is_cluster() {
-            if let Err(e) = state.backplane.ensure(&state.broker, name).await {
-                return error(&e);
-            }
-        } else if !state.config.auto_create_topics && state.broker.get(name.as_str()).is_none() {
-            return error(&ApiError::new(
-                ErrorCode::TopicNotFound,
-                format!("topic `{name}` does not exist"),
-            ));
-        }
+        state.node.check_subscribable(&caller, name).await?;
     }
-    let client_id = query_param(req.uri().query(), "id")
+    // A token's `sub` is who the client is; else the name it gave itself (seed a's `?id=`).
+    let client_id = caller
+        .token()
+        .map(|t| t.sub.to_string())
+        .or_else(|| query_param(req.uri().query(), "id"))
         .or_else(|| query_param(req.uri().query(), "client_id"));
     // The connection's span (see `serve_connection`) follows the session into its own task.
     let span = Span::current();
@@ -135,8 +134,8 @@ pub(super) async fn upgrade(
         .extensions()
         .get::<ConnId>()
         .copied()
-        .unwrap_or_else(|| state.broker.next_conn_id());
-    let mut session = session::Session::new(state.clone(), conn);
+        .unwrap_or_else(|| state.node.next_conn_id());
+    let mut session = session::Session::new(state.clone(), conn, caller);
     if let Some(topic) = topic {
         session.subscribe_on_open(topic).await;
     }
@@ -158,5 +157,5 @@ pub(super) async fn upgrade(
     if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
-    response
+    Ok(response)
 }

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Checks api/openapi.json against a live herald with schemathesis (the hash-pinned PyPI package in
-# requirements.txt, installed into tests/schemathesis/.venv). Two servers, two runs:
+# requirements.txt, installed into tests/schemathesis/.venv). Three servers, three runs:
 #   1. defaults, no API_KEY;
 #   2. API_KEY set, AUTO_CREATE_TOPICS=false, a small MAX_MESSAGE_BYTES and a MAX_PUBLISH_RATE, so
-#      401, 404 on publish, 413 and 429 are reachable; the key goes in X-API-Key.
+#      401, 404 on publish, 413 and 429 are reachable; the key goes in X-API-Key;
+#   3. JWT_SECRET set (tokens on, no PERMISSIONS_FILE, so a caller without credentials may do
+#      nothing), and an admin token minted by `herald token --admin` in Authorization: Bearer.
 # Fails on any 5xx and any response the document does not describe (status, content type, body
 # schema, headers), on a 405 without a matching Allow header, on a schema-valid request that is
 # refused or an invalid one that is accepted. The WebSocket routes are left out: a generated
 # request with valid upgrade headers gets 101 and turns the HTTP client's pooled connection into a
 # WebSocket (tests/api_docs.rs checks their documented refusals instead). Bounded: --max-examples per operation and --max-time
-# per run; well under two minutes in total on a loaded 2-core machine.
+# per run; about two minutes in total on a loaded 2-core machine.
 #
 #   tests/schemathesis/run.sh
 #   HERALD_BIN=target/release/herald tests/schemathesis/run.sh
@@ -90,7 +92,8 @@ CHECKS=$CHECKS,negative_data_rejection,positive_data_acceptance
 PASSED=0
 FAILED=0
 FAILED_NAMES=
-# run NAME [schemathesis options...]: one schemathesis run against $URL with $RUN_CHECKS.
+# run NAME [schemathesis options...]: one schemathesis run against $URL with $RUN_CHECKS (and
+# the config file $RUN_CONFIG, when set).
 run() {
   local name=$1
   shift
@@ -100,7 +103,9 @@ run() {
   # One worker: the machine is small, and schemathesis 4.32 on CPython 3.11.7 hit
   # "AST constructor recursion depth mismatch" with two.
   # From the temporary directory, so hypothesis leaves its example database there.
-  (cd "$TMP" && timeout --kill-after=10 $((MAX_TIME + 60)) "$ST" run "$URL/openapi.json" \
+  local config=()
+  [ -z "${RUN_CONFIG:-}" ] || config=(--config-file "$RUN_CONFIG")
+  (cd "$TMP" && timeout --kill-after=10 $((MAX_TIME + 60)) "$ST" ${config[@]+"${config[@]}"} run "$URL/openapi.json" \
     --checks "$RUN_CHECKS" --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --workers 1 \
     --seed "${SEED:-20250825}" --output-truncate true --warnings off \
     --exclude-path-regex '^/ws' \
@@ -169,6 +174,23 @@ KEY="st-$RANDOM$RANDOM"
 start_server API_KEY="$KEY" AUTO_CREATE_TOPICS=false MAX_MESSAGE_BYTES=512 MAX_PUBLISH_RATE=20
 # ignored_auth: the same requests without the key (and with a wrong one) must answer 401.
 RUN_CHECKS=$CHECKS,ignored_auth run keyed -H "X-API-Key: $KEY"
+stop_server
+
+# A fresh secret of 48 base64 characters (herald wants at least 32 bytes), passed in the
+# environment only, as the server and `herald token` both read it.
+SECRET=$("$PY" -c 'import base64, os; print(base64.b64encode(os.urandom(36)).decode())')
+TOKEN=$(JWT_SECRET="$SECRET" "$BIN" token --admin --sub ci --ttl 15m)
+start_server JWT_SECRET="$SECRET"
+# The token is sent as `Authorization: Bearer` for the BearerToken scheme of the configuration,
+# not with -H: schemathesis then knows which credential is the real one, and ignored_auth checks
+# that without it (no credentials, or only a wrong one in any scheme) every route that needs a
+# right answers 401. (Given as -H, a generated X-API-Key beside the valid token would look like
+# the credential that was accepted.)
+cat >"$TMP/token.toml" <<'TOML'
+[auth.openapi.BearerToken]
+bearer = "${HERALD_ST_TOKEN}"
+TOML
+HERALD_ST_TOKEN=$TOKEN RUN_CONFIG=$TMP/token.toml RUN_CHECKS=$CHECKS,ignored_auth run token
 stop_server
 
 echo "== schemathesis: done in $(($(date +%s) - START))s${FAILED_NAMES:+; failed:$FAILED_NAMES}"

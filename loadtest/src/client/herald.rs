@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use memchr::memmem;
@@ -13,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{client_async_with_config, WebSocketStream};
 
 use super::{ClientError, Closed, Finished, Recv, Replies, READ_BUFFER};
@@ -38,6 +39,25 @@ async fn handshake(
 ) -> Result<WebSocketStream<TcpStream>, ClientError> {
     let (ws, _response) = client_async_with_config(url, stream, Some(config())).await?;
     Ok(ws)
+}
+
+/// The bytes of the next text or binary frame; otherwise what `recv` returns instead: `Data`
+/// for a control frame (nothing to hand over), `Closed` for a close frame, an error or the end.
+fn data_frame(next: Option<Result<Message, WsError>>) -> Result<Bytes, Recv> {
+    match next {
+        Some(Ok(Message::Text(text))) => Ok(text.into()),
+        Some(Ok(Message::Binary(bytes))) => Ok(bytes),
+        Some(Ok(Message::Close(frame))) => Err(Recv::Closed(match frame {
+            Some(f) if f.code == CloseCode::Policy => {
+                Closed::Policy(format!("close 1008 {}", f.reason))
+            }
+            Some(f) => Closed::Other(format!("close {} {}", u16::from(f.code), f.reason)),
+            None => Closed::Other("close frame".into()),
+        })),
+        Some(Ok(_)) => Err(Recv::Data),
+        Some(Err(e)) => Err(Recv::Closed(Closed::Other(e.to_string()))),
+        None => Err(Recv::Closed(Closed::Other("connection closed".into()))),
+    }
 }
 
 /// (topic, payload) of an event frame carrying a string payload; `None` for anything else.
@@ -88,22 +108,11 @@ impl Subscriber {
         Ok(Self { ws })
     }
 
+    /// Waits for one frame and hands a delivery to `on(topic, payload)`.
     pub async fn recv<F: FnMut(&[u8], &[u8])>(&mut self, on: &mut F) -> Recv {
-        let frame = match self.ws.next().await {
-            Some(Ok(Message::Text(text))) => text.into(),
-            Some(Ok(Message::Binary(bytes))) => bytes,
-            Some(Ok(Message::Close(frame))) => {
-                return Recv::Closed(match frame {
-                    Some(f) if f.code == CloseCode::Policy => {
-                        Closed::Policy(format!("close 1008 {}", f.reason))
-                    }
-                    Some(f) => Closed::Other(format!("close {} {}", u16::from(f.code), f.reason)),
-                    None => Closed::Other("close frame".into()),
-                });
-            }
-            Some(Ok(_)) => return Recv::Data,
-            Some(Err(e)) => return Recv::Closed(Closed::Other(e.to_string())),
-            None => return Recv::Closed(Closed::Other("connection closed".into())),
+        let frame = match data_frame(self.ws.next().await) {
+            Ok(frame) => frame,
+            Err(recv) => return recv,
         };
         if let Some((topic, payload)) = parse_event(&frame) {
             on(topic, payload);
@@ -302,21 +311,9 @@ impl Resumable {
 
     /// Waits for one frame and hands it to `on`.
     pub async fn recv<F: FnMut(Incoming<'_>)>(&mut self, on: &mut F) -> Recv {
-        let frame = match self.ws.next().await {
-            Some(Ok(Message::Text(text))) => text.into(),
-            Some(Ok(Message::Binary(bytes))) => bytes,
-            Some(Ok(Message::Close(frame))) => {
-                return Recv::Closed(match frame {
-                    Some(f) if f.code == CloseCode::Policy => {
-                        Closed::Policy(format!("close 1008 {}", f.reason))
-                    }
-                    Some(f) => Closed::Other(format!("close {} {}", u16::from(f.code), f.reason)),
-                    None => Closed::Other("close frame".into()),
-                });
-            }
-            Some(Ok(_)) => return Recv::Data,
-            Some(Err(e)) => return Recv::Closed(Closed::Other(e.to_string())),
-            None => return Recv::Closed(Closed::Other("connection closed".into())),
+        let frame = match data_frame(self.ws.next().await) {
+            Ok(frame) => frame,
+            Err(recv) => return recv,
         };
         if let Some((topic, payload, seq)) = parse_event_seq(&frame) {
             on(Incoming::Event {

@@ -4,7 +4,7 @@
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::READ_BUFFER;
+use super::{Closed, READ_BUFFER};
 
 /// Bytes read from a socket and not consumed yet.
 pub struct Inbound {
@@ -26,6 +26,16 @@ impl Inbound {
             self.buf.reserve(READ_BUFFER.max(self.buf.len()));
         }
         reader.read_buf(&mut self.buf).await
+    }
+
+    /// [`fill`](Self::fill) for a subscriber with nothing complete buffered: `None` to go on
+    /// reading, otherwise how the connection ended.
+    pub async fn refill<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> Option<Closed> {
+        match self.fill(reader).await {
+            Ok(0) => Some(Closed::Other("connection closed".into())),
+            Ok(_) => None,
+            Err(e) => Some(Closed::Other(e.to_string())),
+        }
     }
 
     /// The unconsumed bytes.

@@ -9,11 +9,13 @@
 //! - `nats.rs`: core NATS protocol (`CONNECT`, `SUB`, `PUB`, `MSG`, `PING`/`PONG`).
 //! - `redis.rs`: RESP2 `SUBSCRIBE` / `PUBLISH`.
 //! - `inbound.rs`: the growable read buffer the NATS, Redis and HTTP clients share.
+//! - `tcp.rs`: the publishing side the NATS and Redis clients share (writer + reply reader).
 
 pub mod herald;
 mod inbound;
 pub mod nats;
 pub mod redis;
+mod tcp;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

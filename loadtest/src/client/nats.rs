@@ -3,16 +3,14 @@
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use memchr::memchr;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 
 use super::inbound::Inbound;
+use super::tcp::{counted, TcpPublisher};
 use super::{ClientError, Closed, Finished, Recv, Replies};
 
 /// The longest control line accepted (the server's own default limit is 4 KiB).
@@ -209,10 +207,8 @@ impl Subscriber {
             if consumed > 0 {
                 return Recv::Data;
             }
-            match self.inbound.fill(&mut self.stream).await {
-                Ok(0) => return Recv::Closed(Closed::Other("connection closed".into())),
-                Ok(_) => {}
-                Err(e) => return Recv::Closed(Closed::Other(e.to_string())),
+            if let Some(end) = self.inbound.refill(&mut self.stream).await {
+                return Recv::Closed(end);
             }
         }
     }
@@ -257,97 +253,67 @@ impl Subscriber {
     }
 }
 
-/// A publishing connection; a reader task answers for `PING`s and counts `PONG`s.
+/// A publishing connection; its reader task notes `PING`s to answer and counts `PONG`s.
 pub struct Publisher {
-    writer: OwnedWriteHalf,
-    out: Vec<u8>,
-    reader: JoinHandle<()>,
-    replies: Arc<Replies>,
+    conn: TcpPublisher,
 }
 
 impl Publisher {
+    /// Sends `CONNECT` and starts the reader task.
     pub async fn connect(mut stream: TcpStream) -> Result<Self, ClientError> {
         stream.write_all(CONNECT).await?;
-        let (reader, writer) = stream.into_split();
-        let replies = Arc::new(Replies::default());
-        let reader = tokio::spawn(read_replies(reader, replies.clone()));
         Ok(Self {
-            writer,
-            out: Vec::with_capacity(64 * 1024),
-            reader,
-            replies,
+            conn: TcpPublisher::start(stream, count_reply),
         })
     }
 
+    /// Queues one `PUB`.
     pub fn push(&mut self, subject: &str, payload: &[u8]) {
-        let out = &mut self.out;
+        let out = &mut self.conn.out;
         // Writing into a Vec cannot fail.
         let _ = write!(out, "PUB {subject} {}\r\n", payload.len());
         out.extend_from_slice(payload);
         out.extend_from_slice(b"\r\n");
     }
 
+    /// Writes what is queued, with the `PONG` a server `PING` is owed.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
-        if self.replies.ping_due.swap(false, Ordering::Relaxed) {
-            self.out.extend_from_slice(b"PONG\r\n");
+        if self.conn.replies.ping_due.swap(false, Ordering::Relaxed) {
+            self.conn.out.extend_from_slice(b"PONG\r\n");
         }
-        if !self.out.is_empty() {
-            self.writer.write_all(&self.out).await?;
-            self.out.clear();
-        }
-        Ok(())
+        self.conn.flush().await
     }
 
     /// NATS does not answer `PUB`; a `PING` after the last one is answered once the server has
     /// processed everything before it.
     pub async fn finish(mut self, timeout: Duration) -> Result<Finished, ClientError> {
-        let pongs = self.replies.ok.load(Ordering::Relaxed);
-        self.out.extend_from_slice(b"PING\r\n");
+        let replies = self.conn.replies.clone();
+        let pongs = replies.ok.load(Ordering::Relaxed);
+        self.conn.out.extend_from_slice(b"PING\r\n");
         self.flush().await?;
-        self.replies.wait_for(pongs + 1, timeout).await;
-        let mut finished = self.replies.finished(0);
-        if self.replies.ok.load(Ordering::Relaxed) <= pongs {
+        replies.wait_for(pongs + 1, timeout).await;
+        let mut finished = replies.finished(0);
+        if replies.ok.load(Ordering::Relaxed) <= pongs {
             finished
                 .first_error
                 .get_or_insert("no PONG after the last PUB".into());
             finished.errors += 1;
         }
-        let _ = self.writer.shutdown().await;
-        self.reader.abort();
+        self.conn.close().await;
         Ok(finished)
     }
 }
 
-async fn read_replies(mut reader: OwnedReadHalf, replies: Arc<Replies>) {
-    let mut inbound = Inbound::new();
-    'read: while let Ok(n) = inbound.fill(&mut reader).await {
-        if n == 0 {
-            break;
+/// Counts one server operation a publisher reads ([`CountReply`]).
+fn count_reply(buf: &[u8], replies: &Replies) -> Result<Option<usize>, String> {
+    counted(parse(buf), replies, |op, replies| match op {
+        Op::Pong => {
+            replies.ok.fetch_add(1, Ordering::Relaxed);
         }
-        let mut pos = 0;
-        loop {
-            match parse(&inbound.data()[pos..]) {
-                Ok(Some((op, n))) => {
-                    pos += n;
-                    match op {
-                        Op::Pong => {
-                            replies.ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Op::Ping => replies.ping_due.store(true, Ordering::Relaxed),
-                        Op::Err(text) => replies.error(String::from_utf8_lossy(text)),
-                        Op::Msg(_) | Op::Ok | Op::Info(_) => {}
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    replies.error(e.to_string());
-                    break 'read;
-                }
-            }
-        }
-        inbound.consume(pos);
-    }
-    replies.closed.store(true, Ordering::Relaxed);
+        Op::Ping => replies.ping_due.store(true, Ordering::Relaxed),
+        Op::Err(text) => replies.error(String::from_utf8_lossy(text)),
+        Op::Msg(_) | Op::Ok | Op::Info(_) => {}
+    })
 }
 
 #[cfg(test)]

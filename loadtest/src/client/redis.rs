@@ -4,16 +4,14 @@
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use memchr::memchr;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 
 use super::inbound::Inbound;
+use super::tcp::{counted, TcpPublisher};
 use super::{ClientError, Closed, Finished, Recv, Replies};
 
 /// Elements of the largest array this client expects (`pmessage` has four).
@@ -219,10 +217,8 @@ impl Subscriber {
             if consumed > 0 {
                 return Recv::Data;
             }
-            match self.inbound.fill(&mut self.stream).await {
-                Ok(0) => return Recv::Closed(Closed::Other("connection closed".into())),
-                Ok(_) => {}
-                Err(e) => return Recv::Closed(Closed::Other(e.to_string())),
+            if let Some(end) = self.inbound.refill(&mut self.stream).await {
+                return Recv::Closed(end);
             }
         }
     }
@@ -266,84 +262,56 @@ impl Subscriber {
     }
 }
 
-/// A publishing connection; a reader task counts the integer replies to `PUBLISH`.
+/// A publishing connection; its reader task counts the integer replies to `PUBLISH`.
 pub struct Publisher {
-    writer: OwnedWriteHalf,
-    out: Vec<u8>,
-    reader: JoinHandle<()>,
-    replies: Arc<Replies>,
+    conn: TcpPublisher,
     /// `PUBLISH` commands queued so far.
     sent: u64,
 }
 
 impl Publisher {
+    /// Starts the reader task (Redis needs no handshake).
     pub fn connect(stream: TcpStream) -> Self {
-        let (reader, writer) = stream.into_split();
-        let replies = Arc::new(Replies::default());
-        let reader = tokio::spawn(read_replies(reader, replies.clone()));
         Self {
-            writer,
-            out: Vec::with_capacity(64 * 1024),
-            reader,
-            replies,
+            conn: TcpPublisher::start(stream, count_reply),
             sent: 0,
         }
     }
 
+    /// Queues one `PUBLISH`.
     pub fn push(&mut self, channel: &str, payload: &[u8]) {
-        command(&mut self.out, &[b"PUBLISH", channel.as_bytes(), payload]);
+        command(
+            &mut self.conn.out,
+            &[b"PUBLISH", channel.as_bytes(), payload],
+        );
         self.sent += 1;
     }
 
+    /// Writes what is queued.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
-        if !self.out.is_empty() {
-            self.writer.write_all(&self.out).await?;
-            self.out.clear();
-        }
-        Ok(())
+        self.conn.flush().await
     }
 
+    /// Flushes, waits (up to `timeout`) for a reply to every `PUBLISH`, closes.
     pub async fn finish(mut self, timeout: Duration) -> Result<Finished, ClientError> {
         self.flush().await?;
-        self.replies.wait_for(self.sent, timeout).await;
-        let finished = self.replies.finished(self.sent);
-        let _ = self.writer.shutdown().await;
-        self.reader.abort();
+        let replies = self.conn.replies.clone();
+        replies.wait_for(self.sent, timeout).await;
+        let finished = replies.finished(self.sent);
+        self.conn.close().await;
         Ok(finished)
     }
 }
 
-async fn read_replies(mut reader: OwnedReadHalf, replies: Arc<Replies>) {
-    let mut inbound = Inbound::new();
-    'read: while let Ok(n) = inbound.fill(&mut reader).await {
-        if n == 0 {
-            break;
+/// Counts one reply a publisher reads ([`CountReply`](super::tcp::CountReply)).
+fn count_reply(buf: &[u8], replies: &Replies) -> Result<Option<usize>, String> {
+    counted(parse(buf), replies, |reply, replies| match reply {
+        Reply::Scalar(Scalar::Int(_)) => {
+            replies.ok.fetch_add(1, Ordering::Relaxed);
         }
-        let mut pos = 0;
-        loop {
-            match parse(&inbound.data()[pos..]) {
-                Ok(Some((reply, n))) => {
-                    pos += n;
-                    match reply {
-                        Reply::Scalar(Scalar::Int(_)) => {
-                            replies.ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Reply::Scalar(Scalar::Error(text)) => {
-                            replies.error(String::from_utf8_lossy(text))
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    replies.error(e.to_string());
-                    break 'read;
-                }
-            }
-        }
-        inbound.consume(pos);
-    }
-    replies.closed.store(true, Ordering::Relaxed);
+        Reply::Scalar(Scalar::Error(text)) => replies.error(String::from_utf8_lossy(text)),
+        _ => {}
+    })
 }
 
 #[cfg(test)]

@@ -33,14 +33,7 @@ pub async fn run(args: ConnectionsArgs) -> Result<Report> {
         bail!("the hello target serves REST only; use it with the rest scenario");
     }
     let t = &args.target;
-    let endpoint = Endpoint::resolve(
-        t.target,
-        t.url.as_deref(),
-        &t.host,
-        t.port,
-        t.source_addrs,
-        args.connections,
-    )?;
+    let endpoint = t.endpoint(args.connections)?;
     let topics = TopicSet::new(args.topics);
     let progress = Progress::new(args.output.quiet);
     let limit = crate::target::raise_nofile_limit();

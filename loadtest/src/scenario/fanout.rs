@@ -4,25 +4,22 @@
 //! stream is checked for lost, duplicated and reordered messages.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::board::Board;
-use super::publisher::{self, Pace, PublisherEnd};
-use super::subscriber::{self, Shared, SubscriberEnd};
+use super::engine::{self, Since, PROGRESS_EVERY};
+use super::publisher::Pace;
+use super::subscriber::Shared;
 use super::summary::Summary;
 use crate::cli::FanoutArgs;
-use crate::client::{Publisher, Subscriber};
 use crate::clock;
 use crate::latency::LatencySink;
 use crate::payload::STAMP_LEN;
 use crate::progress::Progress;
 use crate::report::{self, Report};
-use crate::target::Endpoint;
 use crate::topic::{Layout, TopicSet};
 
 /// Which of the two scenarios this run is; they differ in defaults and emphasis only.
@@ -39,15 +36,6 @@ const LATENCY_DEFAULT_RATE: f64 = 1000.0;
 /// (100), so a subscriber that keeps reading is never closed as a slow consumer.
 const DEFAULT_WINDOW: u64 = 64;
 
-/// Extra time a publisher gets past the drain deadline before it is aborted.
-const STUCK_GRACE: Duration = Duration::from_secs(1);
-
-/// The drain ends early after this long without a single delivery.
-const DRAIN_IDLE: Duration = Duration::from_secs(1);
-
-/// How often the progress line is refreshed.
-const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-
 pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
     let rate = args.rate.unwrap_or(match mode {
         Mode::Fanout => 0.0,
@@ -57,15 +45,7 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
         .window
         .unwrap_or(if rate > 0.0 { 0 } else { DEFAULT_WINDOW });
     validate(&args, rate)?;
-    let t = &args.target;
-    let endpoint = Endpoint::resolve(
-        t.target,
-        t.url.as_deref(),
-        &t.host,
-        t.port,
-        t.source_addrs,
-        args.subscribers + args.publishers,
-    )?;
+    let endpoint = args.target.endpoint(args.subscribers + args.publishers)?;
     let layout = Layout {
         topics: args.topics,
         subscribers: args.subscribers,
@@ -75,19 +55,11 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
     let topics = TopicSet::new(args.topics);
     let progress = Progress::new(args.output.quiet);
     let board = Board::new(&layout);
-    let empty = (0..layout.topics)
-        .filter(|&t| board.subscriber_count(t) == 0)
-        .count();
-    if empty > 0 {
-        progress.note(&format!(
-            "{empty} of {} topics have no subscriber; their messages go nowhere",
-            layout.topics
-        ));
-    }
+    engine::note_empty_topics(&board, &layout, &progress);
 
     let connected = tokio::time::timeout(
         args.setup_timeout,
-        connect(
+        engine::connect(
             &endpoint,
             &layout,
             &topics,
@@ -109,10 +81,7 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
         warm_from_ns: start_ns + args.warmup.as_nanos() as u64,
     });
     let stop = CancellationToken::new();
-    let mut sub_tasks = JoinSet::new();
-    for (i, conn) in subscribers.into_iter().enumerate() {
-        sub_tasks.spawn(subscriber::run(i, conn, shared.clone(), stop.clone()));
-    }
+    let sub_tasks = engine::spawn_subscribers(subscribers, &shared, &stop);
     let deadline = start + args.duration;
     // The window bounds what one subscriber connection can have in flight, over all its topics:
     // that is what must fit in the server's per-connection queue.
@@ -128,24 +97,14 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
         batch: args.batch.max(1),
         payload: args.payload,
     };
-    let mut pub_tasks = JoinSet::new();
-    for (p, conn) in publishers.into_iter().enumerate() {
-        pub_tasks.spawn(publisher::run(
-            p,
-            conn,
-            shared.clone(),
-            pace,
-            start,
-            deadline,
-            args.drain,
-        ));
-    }
+    let pub_tasks =
+        engine::spawn_publishers(publishers, &shared, pace, (start, deadline), args.drain);
 
     // Publishing: watch until the deadline, then snapshot what happened inside it.
-    let mut last = (start, 0u64, 0u64);
+    let mut last = Since::start(start);
     while Instant::now() < deadline {
         sleep(PROGRESS_EVERY.min(deadline.saturating_duration_since(Instant::now()))).await;
-        last = show(&progress, "publishing", &shared, last);
+        progress.set(format!("publishing: {}", last.line(&shared)));
     }
     let elapsed = start.elapsed().as_secs_f64();
     let sent_in_window = shared.board.total_sent();
@@ -153,41 +112,15 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
 
     // Drain: publishers confirm what they sent, subscribers catch up, all within `--drain`.
     let drain_deadline = Instant::now() + args.drain;
-    let mut ends: Vec<PublisherEnd> = Vec::new();
-    let mut stuck = 0;
-    loop {
-        match tokio::time::timeout_at(drain_deadline + STUCK_GRACE, pub_tasks.join_next()).await {
-            Ok(Some(end)) => ends.push(end.context("publisher task failed")?),
-            Ok(None) => break,
-            Err(_) => {
-                // A publisher blocked in a write the server never drains: stop it.
-                stuck = pub_tasks.len();
-                pub_tasks.abort_all();
-                break;
-            }
+    let (ends, stuck) = engine::join_publishers(pub_tasks, drain_deadline).await?;
+    let drained = engine::wait_caught_up(&shared, drain_deadline, || {
+        if last.at.elapsed() >= PROGRESS_EVERY {
+            progress.set(format!("draining: {}", last.line(&shared)));
         }
-    }
-    // Stops early once nothing has arrived for `DRAIN_IDLE`: what is missing by then (dropped
-    // by policy, or lost) is not coming.
-    let mut moved = (Instant::now(), shared.board.total_delivered());
-    while !shared.board.caught_up() && Instant::now() < drain_deadline {
-        sleep(Duration::from_millis(10)).await;
-        let delivered = shared.board.total_delivered();
-        if delivered != moved.1 {
-            moved = (Instant::now(), delivered);
-        } else if moved.0.elapsed() >= DRAIN_IDLE {
-            break;
-        }
-        if last.0.elapsed() >= PROGRESS_EVERY {
-            last = show(&progress, "draining", &shared, last);
-        }
-    }
-    let drained = shared.board.caught_up();
+    })
+    .await;
     stop.cancel();
-    let mut subs: Vec<SubscriberEnd> = Vec::new();
-    while let Some(end) = sub_tasks.join_next().await {
-        subs.push(end.context("subscriber task failed")?);
-    }
+    let subs = engine::join_subscribers(sub_tasks).await?;
     progress.finish();
 
     let mut report = Report::new(format!(
@@ -245,32 +178,13 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
     report.set("deliveries", summary.tally.received);
     report.set("deliveries_per_sec", report::round1(deliveries_per_sec));
     report.set("expected_deliveries", summary.expected);
-    report.row(
-        "published",
-        format!(
-            "{} in {elapsed:.1} s = {}",
-            report::int(sent_in_window),
-            report::rate(published_per_sec)
-        ),
-    );
-    report.row(
-        "deliveries",
-        format!(
-            "{} in {elapsed:.1} s = {}",
-            report::int(delivered_in_window),
-            report::rate(deliveries_per_sec)
-        ),
-    );
+    engine::throughput_rows(&mut report, sent_in_window, delivered_in_window, elapsed);
     summary.delivered_row(&mut report, drained);
     let latency = shared.latency.percentiles();
     report.set("latency_us", latency.json());
     report.row("latency (publish→delivery)", latency.line());
     summary.fill(&mut report, args.server_policy, args.strict);
-    report.set("stuck_publishers", stuck);
-    report.check(
-        stuck > 0,
-        format!("{stuck} publishers did not finish (their counts are missing)"),
-    );
+    engine::stuck_check(&mut report, stuck);
     Ok(report)
 }
 
@@ -294,82 +208,4 @@ fn validate(args: &FanoutArgs, rate: f64) -> Result<()> {
         bail!("--duration must be positive");
     }
     Ok(())
-}
-
-/// Opens every subscriber (at most `concurrency` at a time) and then the publishers.
-pub(super) async fn connect(
-    endpoint: &Endpoint,
-    layout: &Layout,
-    topics: &TopicSet,
-    concurrency: usize,
-    progress: &Progress,
-) -> Result<(Vec<Subscriber>, Vec<Publisher>)> {
-    // Spawned as slots free up, so only `concurrency` handshakes exist at once.
-    let mut tasks = JoinSet::new();
-    let mut next = 0;
-    let mut slots: Vec<Option<Subscriber>> = (0..layout.subscribers).map(|_| None).collect();
-    let mut done = 0;
-    loop {
-        while tasks.len() < concurrency.max(1) && next < layout.subscribers {
-            let i = next;
-            next += 1;
-            let names: Vec<String> = layout
-                .subscriber_topics(i)
-                .map(|t| topics.name(t))
-                .collect();
-            let endpoint = endpoint.clone();
-            tasks.spawn(async move { (i, Subscriber::connect(&endpoint, i, &names).await) });
-        }
-        let Some(joined) = tasks.join_next().await else {
-            break;
-        };
-        let (i, result) = joined.context("connect task failed")?;
-        let conn = result.with_context(|| {
-            format!(
-                "subscriber {i} could not connect to {}",
-                endpoint.describe()
-            )
-        })?;
-        slots[i] = Some(conn);
-        done += 1;
-        if done % 100 == 0 || done == layout.subscribers {
-            progress.set(format!(
-                "connecting subscribers {done}/{}",
-                layout.subscribers
-            ));
-        }
-    }
-    let mut publishers = Vec::with_capacity(layout.publishers);
-    for p in 0..layout.publishers {
-        let conn = Publisher::connect(endpoint, layout.subscribers + p)
-            .await
-            .with_context(|| {
-                format!("publisher {p} could not connect to {}", endpoint.describe())
-            })?;
-        publishers.push(conn);
-    }
-    Ok((slots.into_iter().flatten().collect(), publishers))
-}
-
-/// Updates the progress line; returns the new (time, sent, delivered) reference.
-fn show(
-    progress: &Progress,
-    phase: &str,
-    shared: &Shared,
-    (at, sent0, delivered0): (Instant, u64, u64),
-) -> (Instant, u64, u64) {
-    let now = Instant::now();
-    let sent = shared.board.total_sent();
-    let delivered = shared.board.total_delivered();
-    let secs = now.duration_since(at).as_secs_f64().max(1e-3);
-    progress.set(format!(
-        "{phase}: published {} ({}), delivered {} ({}), subscribers {}/{}",
-        report::int(sent),
-        report::rate((sent - sent0) as f64 / secs),
-        report::int(delivered),
-        report::rate((delivered - delivered0) as f64 / secs),
-        shared.board.alive(),
-        shared.layout.subscribers,
-    ));
-    (now, sent, delivered)
 }

@@ -1,9 +1,11 @@
-//! The scenarios. `fanout` and `latency` share one engine (`fanout.rs` with its `board`,
-//! `subscriber` and `publisher` tasks); `soak` runs that engine for a long time with churn, REST
-//! publishes and server sampling added; `connections` and `rest` stand alone.
+//! The scenarios. `fanout` and `latency` share one engine (`engine.rs`: the phases of a checked
+//! fan-out run, over the `board`, `subscriber` and `publisher` tasks, judged by `summary`);
+//! `soak` runs that engine for a long time with churn, REST publishes and server sampling added;
+//! `connections` and `rest` stand alone. This file also reads a server's memory and fds.
 
 mod board;
 pub mod connections;
+mod engine;
 pub mod fanout;
 mod publisher;
 pub mod rest;

@@ -15,7 +15,7 @@ use crate::client::ClientError;
 use crate::clock;
 use crate::http::{self, HttpConn};
 use crate::latency::{LatencyRecorder, LatencySink};
-use crate::payload::{self, Stamp, STAMP_LEN};
+use crate::payload::{Stamp, STAMP_LEN};
 use crate::progress::Progress;
 use crate::report::{self, Report};
 use crate::target::{Endpoint, TargetKind};
@@ -65,14 +65,7 @@ pub async fn run(args: RestArgs) -> Result<Report> {
     if args.payload < STAMP_LEN {
         bail!("--payload must be at least {STAMP_LEN} bytes");
     }
-    let endpoint = Endpoint::resolve(
-        t.target,
-        t.url.as_deref(),
-        &t.host,
-        t.port,
-        t.source_addrs,
-        args.connections,
-    )?;
+    let endpoint = t.endpoint(args.connections)?;
     let progress = Progress::new(args.output.quiet);
     let latency = LatencySink::new();
     let start = Instant::now();
@@ -206,35 +199,24 @@ async fn connection(c: usize, plan: Arc<Plan>, mut latency: LatencyRecorder) -> 
             sleep_until(at).await;
         }
         let topic = plan.topics.name((c + sent as usize) % plan.topics.len());
-        body.clear();
-        body.extend_from_slice(br#"{"topic":""#);
-        body.extend_from_slice(topic.as_bytes());
-        body.extend_from_slice(br#"","data":""#);
         let stamp = Stamp {
             publisher: c as u32,
             counter: sent,
             sent_ns: clock::now_ns(),
         };
-        payload::encode(&mut body, &stamp, plan.payload);
-        body.extend_from_slice(br#""}"#);
-        let request = http::request("POST", &plan.host, "/publish", Some(&body));
+        let request = http::publish_request(&plan.host, &topic, &stamp, plan.payload, &mut body);
         sent += 1;
-        let began = Instant::now();
-        let answer = tokio::time::timeout(REQUEST_TIMEOUT, conn.send(&request)).await;
-        let reconnect = match answer.unwrap_or(Err(ClientError::Timeout)) {
+        let answer = conn
+            .send_timed(&request, REQUEST_TIMEOUT, &mut latency)
+            .await;
+        let reconnect = match answer {
             Ok(response) => {
-                latency.record(began.elapsed().as_nanos() as u64);
-                if response.status == 200 {
-                    end.ok += 1;
-                } else {
-                    end.rejected += 1;
-                    end.first_rejection.get_or_insert_with(|| {
-                        format!(
-                            "HTTP {} {}",
-                            response.status,
-                            String::from_utf8_lossy(&response.body)
-                        )
-                    });
+                match response.rejection() {
+                    None => end.ok += 1,
+                    Some(why) => {
+                        end.rejected += 1;
+                        end.first_rejection.get_or_insert(why);
+                    }
                 }
                 plan.done[c].fetch_add(1, Relaxed);
                 response.close

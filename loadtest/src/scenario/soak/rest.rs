@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, Instant};
 
-use crate::client::{ClientError, Finished};
+use crate::client::Finished;
 use crate::clock;
 use crate::http::{self, HttpConn};
 use crate::latency::LatencySink;
-use crate::payload::{self, Stamp};
+use crate::payload::Stamp;
 use crate::scenario::publisher::PublisherEnd;
 use crate::scenario::subscriber::Shared;
 use crate::target::Endpoint;
@@ -75,41 +75,28 @@ pub async fn run(plan: RestPlan, shared: Arc<Shared>) -> (PublisherEnd, RestStat
             },
         };
         let k = (sent % topics.len() as u64) as usize;
-        body.clear();
-        body.extend_from_slice(br#"{"topic":""#);
-        body.extend_from_slice(names[k].as_bytes());
-        body.extend_from_slice(br#"","data":""#);
         let stamp = Stamp {
             publisher: plan.publisher as u32,
             counter: counters[k],
             sent_ns: clock::now_ns(),
         };
-        payload::encode(&mut body, &stamp, plan.payload);
-        body.extend_from_slice(br#""}"#);
-        let request = http::request("POST", &host, "/publish", Some(&body));
+        let request = http::publish_request(&host, &names[k], &stamp, plan.payload, &mut body);
         // Counted as sent before the answer, like a WebSocket publish: a message that was never
         // delivered shows up as lost as well as in the errors.
         counters[k] += 1;
         shared.board.sent(topics[k]);
         sent += 1;
-        let began = Instant::now();
-        let answer = timeout(REQUEST_TIMEOUT, http.send(&request))
-            .await
-            .unwrap_or(Err(ClientError::Timeout));
+        let answer = http
+            .send_timed(&request, REQUEST_TIMEOUT, &mut latency)
+            .await;
         match answer {
             Ok(response) => {
-                latency.record(began.elapsed().as_nanos() as u64);
-                if response.status == 200 {
-                    stats.ok += 1;
-                } else {
-                    stats.rejected += 1;
-                    first_error.get_or_insert_with(|| {
-                        format!(
-                            "REST HTTP {} {}",
-                            response.status,
-                            String::from_utf8_lossy(&response.body)
-                        )
-                    });
+                match response.rejection() {
+                    None => stats.ok += 1,
+                    Some(why) => {
+                        stats.rejected += 1;
+                        first_error.get_or_insert_with(|| format!("REST {why}"));
+                    }
                 }
                 if response.close {
                     conn = None;

@@ -1,0 +1,168 @@
+//! One event as the engine keeps it: built once ([`EventBuilder`], everything but its `seq`),
+//! then stored ([`StoredEvent`]) in the ring and shared by every subscriber's outbox.
+
+use std::ops::Range;
+
+use simd_json::prelude::Writable;
+
+use crate::clock;
+use crate::error::{ApiError, ErrorCode};
+use crate::protocol::server as frames;
+use crate::protocol::{Frame, Payload, TopicName};
+
+/// One published event as stored in the ring: the frame that was sent, plus where its parts lie
+/// inside it so history can be answered without parsing the frame again.
+#[derive(Debug)]
+pub struct StoredEvent {
+    /// The topic's sequence number of this event.
+    pub seq: u64,
+    /// The event frame exactly as subscribers received it.
+    pub frame: Frame,
+    /// Byte range of the message id, a JSON string including its quotes.
+    pub id: Range<usize>,
+    /// Byte range of the payload, compact JSON.
+    pub payload: Range<usize>,
+    /// Byte range of the timestamp text (without quotes).
+    pub ts: Range<usize>,
+}
+
+impl StoredEvent {
+    /// The message id as a JSON string literal (with quotes).
+    pub fn id_json(&self) -> &str {
+        self.part(&self.id)
+    }
+
+    /// The payload as compact JSON text.
+    pub fn payload_json(&self) -> &str {
+        self.part(&self.payload)
+    }
+
+    /// The publish timestamp.
+    pub fn ts(&self) -> &str {
+        self.part(&self.ts)
+    }
+
+    /// An event whose frame is only its `seq`, for the ring's tests.
+    #[cfg(test)]
+    pub(crate) fn numbered(seq: u64) -> Self {
+        Self {
+            seq,
+            frame: Frame::from(format!("{seq}")),
+            id: 0..0,
+            payload: 0..0,
+            ts: 0..0,
+        }
+    }
+
+    /// The text at `range` of the frame; the ranges were taken while building it, on UTF-8
+    /// boundaries, so only the part is checked, not the whole frame.
+    fn part(&self, range: &Range<usize>) -> &str {
+        self.frame
+            .as_bytes()
+            .get(range.clone())
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// An event frame built up to its `seq`, which only the topic's sequencer can add. In cluster
+/// mode the publishing node sends exactly these bytes through the backplane and every node adds
+/// the stream's `seq`, so the frame is serialized once for the whole cluster.
+#[derive(Debug)]
+pub(crate) struct EventBuilder {
+    /// `{"type":"event",...,"seq":` so far.
+    pub(crate) buf: Vec<u8>,
+    /// Where the id literal lies in `buf`.
+    pub(crate) id: Range<usize>,
+    /// Where the payload lies in `buf`.
+    pub(crate) payload: Range<usize>,
+    /// Where the timestamp lies in `buf`.
+    pub(crate) ts: Range<usize>,
+}
+
+impl EventBuilder {
+    /// Takes back a frame prefix built by [`EventBuilder::new`] on another node; `None` unless it
+    /// is UTF-8, belongs to `topic`, ends where a `seq` goes and its ranges lie inside it.
+    pub(crate) fn from_parts(
+        topic: &TopicName,
+        buf: Vec<u8>,
+        id: Range<usize>,
+        payload: Range<usize>,
+        ts: Range<usize>,
+    ) -> Option<Self> {
+        let text = std::str::from_utf8(&buf).ok()?;
+        let head = text
+            .strip_prefix(r#"{"type":"event","topic":""#)?
+            .strip_prefix(topic.as_str())?;
+        let ok = head.starts_with('"')
+            && text.ends_with(r#","seq":"#)
+            && [&id, &payload, &ts]
+                .iter()
+                .all(|r| r.start <= r.end && text.get((*r).clone()).is_some());
+        ok.then_some(Self {
+            buf,
+            id,
+            payload,
+            ts,
+        })
+    }
+
+    /// Serializes everything but the `seq`; `PAYLOAD_TOO_LARGE` past `max_payload` bytes.
+    pub(crate) fn new(
+        topic: &TopicName,
+        id: Option<&str>,
+        payload: Payload<'_>,
+        max_payload: usize,
+    ) -> Result<Self, ApiError> {
+        let mut buf = Vec::with_capacity(128 + topic.as_str().len());
+        buf.extend_from_slice(br#"{"type":"event","topic":""#);
+        buf.extend_from_slice(topic.as_str().as_bytes());
+        buf.extend_from_slice(br#"","message":{"id":"#);
+        let id_start = buf.len();
+        match id {
+            Some(id) => frames::write_json_str(&mut buf, id),
+            None => {
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                let uuid = uuid::Uuid::new_v4();
+                buf.push(b'"');
+                buf.extend_from_slice(uuid.hyphenated().encode_lower(&mut text).as_bytes());
+                buf.push(b'"');
+            }
+        }
+        let id_range = id_start..buf.len();
+        buf.extend_from_slice(br#","payload":"#);
+        let payload_start = buf.len();
+        let written = match payload {
+            Payload::Value(value) => value.write(&mut buf),
+            Payload::Text(text) => {
+                frames::write_json_str(&mut buf, text);
+                Ok(())
+            }
+        };
+        if written.is_err() {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "payload serialization failed",
+            ));
+        }
+        let payload_len = buf.len() - payload_start;
+        if payload_len > max_payload {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("message is {payload_len} bytes, over the limit of {max_payload}"),
+            ));
+        }
+        let payload_range = payload_start..buf.len();
+        buf.extend_from_slice(br#"},"ts":""#);
+        let ts_start = buf.len();
+        buf.extend_from_slice(clock::now().as_str().as_bytes());
+        let ts_range = ts_start..buf.len();
+        buf.extend_from_slice(br#"","seq":"#);
+        Ok(Self {
+            buf,
+            id: id_range,
+            payload: payload_range,
+            ts: ts_range,
+        })
+    }
+}

@@ -1,0 +1,263 @@
+//! The one door into the engine: every operation a client can ask for (publish, subscribe,
+//! unsubscribe, topic create/delete/get/list, history, stats) exists here once, whatever transport
+//! asked. [`Node`] hides whether this process is alone (the in-memory broker) or one node of a
+//! cluster (the NATS backplane), and it is where checks that apply to every operation live.
+//!
+//! The transports (`server::session` for WebSocket, `server::rest` for HTTP) only translate: wire
+//! → a call here, and the `ApiError` it returns → an error frame or an HTTP status.
+
+mod budget;
+mod caller;
+mod stats;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Capability;
+use crate::broker::{Broker, ConnId, EventCounts, StoredEvent, Subscriber, Topic, TopicStats};
+use crate::cluster::{Backplane, NodeCounts};
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+use crate::histogram::HistogramSnapshot;
+use crate::protocol::{Frame, Payload, Published, Replay, SubscribeAck, TopicName};
+
+pub use caller::{secs_until, Caller, Credentials, Gate, TokenHolder};
+pub use stats::{NodeStats, TopicView};
+
+/// Builds a subscribe ack from the facts the engine decided, inside the topic's sequencer.
+pub type AckFn<'a> = &'a (dyn Fn(&SubscribeAck) -> Frame + Sync);
+
+/// This process as a member of the broker: the engine plus the way it reaches the other nodes.
+#[derive(Debug)]
+pub struct Node {
+    /// The engine (shared with the cluster backplane's consumer).
+    broker: Arc<Broker>,
+    /// The single node or the cluster.
+    backplane: Backplane,
+    /// Who may do what: the admin key and the token verifier.
+    gate: Gate,
+    /// Whether subscribe/publish create a missing topic (`AUTO_CREATE_TOPICS`).
+    auto_create: bool,
+    /// Open WebSocket sessions on this node, for `/health`, `/stats` and the cluster report.
+    sessions: AtomicUsize,
+    /// Connections this node closed because their outbox overflowed (`disconnect` policy).
+    slow_consumer_disconnects: AtomicU64,
+}
+
+impl Node {
+    /// The node `config` asks for; in cluster mode the NATS client connects (and keeps retrying)
+    /// in the background, so a node can start before NATS is up.
+    pub async fn new(config: &Config) -> Result<Self, ApiError> {
+        let gate = Gate::new(config).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
+        let broker = Arc::new(Broker::new(config));
+        let backplane = Backplane::connect(config, broker.clone()).await?;
+        Ok(Self {
+            broker,
+            backplane,
+            gate,
+            auto_create: config.auto_create_topics,
+            sessions: AtomicUsize::new(0),
+            slow_consumer_disconnects: AtomicU64::new(0),
+        })
+    }
+
+    /// Starts the cluster tasks on `tracker`; they end when `shutdown` is cancelled.
+    pub fn start(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
+        let weak = Arc::downgrade(self);
+        self.backplane.start(
+            tracker,
+            shutdown,
+            Box::new(move || weak.upgrade().map(|n| n.local_counts()).unwrap_or_default()),
+        );
+    }
+
+    /// Who presents `presented`, every credential a request carried (PROTOCOL.md §4).
+    pub fn caller(&self, presented: &[Credentials<'_>]) -> Result<Caller, ApiError> {
+        self.gate.caller(presented)
+    }
+
+    /// The admin key and token verifier.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Publishes a message; in cluster mode returns once JetStream stored it.
+    pub async fn publish(
+        &self,
+        caller: &Caller,
+        topic: &TopicName,
+        id: Option<&str>,
+        payload: Payload<'_>,
+    ) -> Result<Published, ApiError> {
+        caller.check(Capability::Publish, topic)?;
+        self.backplane
+            .publish(&self.broker, topic, id, payload)
+            .await
+    }
+
+    /// Whether a subscribe to `topic` could succeed now, for a route that must answer before it
+    /// subscribes (seed a's `/ws/sub/{topic}`, PROTOCOL.md §2, refuses the upgrade with 404).
+    pub async fn check_subscribable(
+        &self,
+        caller: &Caller,
+        topic: &TopicName,
+    ) -> Result<(), ApiError> {
+        caller.check(Capability::Subscribe, topic)?;
+        if self.backplane.is_cluster() {
+            self.backplane.ensure(&self.broker, topic).await
+        } else if !self.auto_create && self.broker.get(topic.as_str()).is_none() {
+            Err(not_found(topic))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Subscribes `subscriber` to `topic` and queues `ack`'s frame (when given) followed by the
+    /// replay `replay` asks for, in one outbox slot.
+    pub async fn subscribe(
+        &self,
+        caller: &Caller,
+        topic: &TopicName,
+        subscriber: &Subscriber,
+        replay: &Replay,
+        ack: Option<AckFn<'_>>,
+    ) -> Result<Arc<Topic>, ApiError> {
+        caller.check(Capability::Subscribe, topic)?;
+        self.backplane.ensure(&self.broker, topic).await?;
+        let ack = ack.map(|f| f as &dyn Fn(&SubscribeAck) -> Frame);
+        self.broker.subscribe(topic, subscriber, replay, ack)
+    }
+
+    /// Ends `conn`'s subscription to `topic`.
+    pub fn unsubscribe(&self, topic: &Topic, conn: ConnId) {
+        topic.unsubscribe(conn);
+    }
+
+    /// `POST /topics`: `CONFLICT` when the topic exists (anywhere in the cluster).
+    pub async fn create_topic(&self, caller: &Caller, topic: &TopicName) -> Result<(), ApiError> {
+        caller.check_admin("creating a topic")?;
+        self.backplane.create_topic(&self.broker, topic).await
+    }
+
+    /// `DELETE /topics/{name}`: every subscriber (on every node) gets `topic_deleted`.
+    pub async fn delete_topic(&self, caller: &Caller, topic: &TopicName) -> Result<(), ApiError> {
+        caller.check_admin("deleting a topic")?;
+        self.backplane.delete_topic(&self.broker, topic).await
+    }
+
+    /// One topic's facts; `TOPIC_NOT_FOUND` when it does not exist.
+    pub fn topic(&self, caller: &Caller, topic: &TopicName) -> Result<TopicView, ApiError> {
+        caller.check_either(Capability::Subscribe, Capability::History, topic)?;
+        let found = self.existing(topic)?;
+        let (subscribers, messages) = self.backplane.topic_counts(&found);
+        Ok(TopicView::new(&found, subscribers, messages))
+    }
+
+    /// Every topic with its counts, sorted by name; in cluster mode summed over live nodes.
+    pub fn topics(&self, caller: &Caller) -> Result<Vec<TopicStats>, ApiError> {
+        caller.check_admin("listing topics")?;
+        Ok(self.all_topics())
+    }
+
+    fn all_topics(&self) -> Vec<TopicStats> {
+        self.backplane.topics(&self.broker)
+    }
+
+    /// The last `last_n` stored events of `topic` (all of them when `None`), oldest first.
+    pub fn history(
+        &self,
+        caller: &Caller,
+        topic: &TopicName,
+        last_n: Option<usize>,
+    ) -> Result<Vec<Arc<StoredEvent>>, ApiError> {
+        caller.check(Capability::History, topic)?;
+        Ok(self.existing(topic)?.history(last_n.unwrap_or(usize::MAX)))
+    }
+
+    /// The counts `/health`, `/stats` and `/metrics` report.
+    pub fn stats(&self, caller: &Caller) -> Result<NodeStats, ApiError> {
+        caller.check_admin("the node's counts (/health, /stats, /metrics)")?;
+        let topics = self.all_topics();
+        let (totals, nodes) = self.backplane.totals(self.local_counts());
+        Ok(NodeStats {
+            subscribers: topics.iter().map(|t| t.subscribers).sum(),
+            topics,
+            totals,
+            nodes: self.backplane.is_cluster().then_some(nodes),
+            uptime_secs: self.broker.uptime_secs(),
+        })
+    }
+
+    /// Event counts since start, deleted topics included.
+    pub fn event_counts(&self) -> EventCounts {
+        self.broker.event_counts()
+    }
+
+    /// Publish-to-enqueue latency so far.
+    pub fn publish_latency(&self) -> HistogramSnapshot {
+        self.broker.publish_latency()
+    }
+
+    /// Whether this node can serve: always on a single node; in cluster mode, connected to NATS
+    /// and caught up with the registry and the stream.
+    pub fn is_ready(&self) -> bool {
+        self.backplane.is_ready()
+    }
+
+    /// Whether this is cluster mode.
+    pub fn is_cluster(&self) -> bool {
+        self.backplane.is_cluster()
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        self.broker.next_conn_id()
+    }
+
+    /// A WebSocket session opened on this node.
+    pub fn session_opened(&self) {
+        self.sessions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A WebSocket session ended.
+    pub fn session_closed(&self) {
+        self.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A WebSocket session is being closed as a slow consumer.
+    pub fn slow_consumer_closed(&self) {
+        self.slow_consumer_disconnects
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Open WebSocket sessions on this node.
+    pub fn session_count(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// This node's own counts, for `/metrics` and the cluster report.
+    pub fn local_counts(&self) -> NodeCounts {
+        NodeCounts {
+            connections: self.session_count() as u64,
+            slow_consumer_disconnects: self.slow_consumer_disconnects.load(Ordering::Relaxed),
+            dropped: self.broker.dropped_total(),
+        }
+    }
+
+    /// The live topic called `topic`, or `TOPIC_NOT_FOUND`.
+    fn existing(&self, topic: &TopicName) -> Result<Arc<Topic>, ApiError> {
+        self.broker
+            .get(topic.as_str())
+            .ok_or_else(|| not_found(topic))
+    }
+}
+
+fn not_found(topic: &TopicName) -> ApiError {
+    ApiError::new(
+        ErrorCode::TopicNotFound,
+        format!("topic `{topic}` does not exist"),
+    )
+}

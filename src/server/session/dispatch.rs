@@ -1,0 +1,142 @@
+//! A session's client frames → calls on the [`Node`], and their answers → reply frames. Every
+//! frame queues exactly one reply (a subscribe ack may be followed by its replay, in the same
+//! outbox slot); every error reaches the client through [`Session::reply_error`].
+//!
+//! [`Node`]: crate::node::Node
+
+use super::Session;
+use crate::error::{ApiError, ErrorCode};
+use crate::metrics::FrameIn;
+use crate::protocol::{self, server as frames, ClientFrame, Frame, Kind, Payload, Replay};
+use crate::protocol::{RequestId, SubscribeAck, TopicName};
+
+impl Session {
+    /// Queues a frame for this connection.
+    pub(super) fn push(&self, frame: Frame) {
+        self.subscriber
+            .outbox
+            .push(crate::broker::Outgoing::frame(frame));
+    }
+
+    /// The one place an error becomes an error frame. PROTOCOL.md §1: a failed backplane call is
+    /// `INTERNAL` on a WebSocket (REST answers 503 `UNAVAILABLE`).
+    pub(super) fn reply_error(&self, request_id: Option<&RequestId>, error: ApiError) {
+        let error = if error.code == ErrorCode::Unavailable {
+            ApiError::new(ErrorCode::Internal, error.message)
+        } else {
+            error
+        };
+        self.push(frames::error(request_id, &error));
+    }
+
+    /// Parses one client frame and serves it.
+    pub(super) async fn on_frame(
+        &mut self,
+        bytes: &[u8],
+        scratch: &mut Vec<u8>,
+        buffers: &mut simd_json::Buffers,
+    ) {
+        scratch.clear();
+        scratch.extend_from_slice(bytes);
+        let metrics = &self.state.metrics;
+        let value = match simd_json::to_borrowed_value_with_buffers(scratch, buffers) {
+            Ok(value) => value,
+            Err(e) => {
+                metrics.frame_in(FrameIn::Invalid);
+                let why = protocol::json_error::describe(&e);
+                return self
+                    .reply_error(None, ApiError::bad_request(format!("invalid JSON: {why}")));
+            }
+        };
+        match protocol::decode(&value) {
+            Ok(frame) => {
+                metrics.frame_in(frame.kind.into());
+                self.dispatch(frame).await
+            }
+            Err(e) => {
+                metrics.frame_in(FrameIn::Invalid);
+                self.reply_error(e.request_id.as_ref(), e.error)
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, frame: ClientFrame<'_>) {
+        let rid = frame.request_id.as_ref();
+        let Some(topic) = frame.topic else {
+            return match (frame.kind, frame.token) {
+                (Kind::Ping, _) => self.push(frames::pong(rid)),
+                (Kind::Auth, Some(token)) => self.authenticate(token, rid),
+                _ => self.reply_error(rid, ApiError::bad_request("missing field `topic`")),
+            };
+        };
+        match frame.kind {
+            Kind::Ping => self.push(frames::pong(rid)),
+            Kind::Auth => self.reply_error(rid, ApiError::bad_request("missing field `token`")),
+            Kind::Subscribe => self.subscribe(topic, rid, frame.replay, true).await,
+            Kind::Unsubscribe => {
+                if let Some(t) = self.subscriptions.remove(&topic) {
+                    self.state.node.unsubscribe(&t, self.subscriber.conn);
+                }
+                self.push(frames::ack(rid, &topic));
+            }
+            Kind::Publish => {
+                let Some(payload) = frame.payload else {
+                    return self.reply_error(rid, ApiError::bad_request("publish needs a payload"));
+                };
+                let published = self
+                    .state
+                    .node
+                    .publish(
+                        &self.auth.caller,
+                        &topic,
+                        frame.message_id,
+                        Payload::Value(payload),
+                    )
+                    .await;
+                match published {
+                    Ok(published) => self.push(frames::publish_ack(rid, &topic, &published)),
+                    Err(e) => self.reply_error(rid, e),
+                }
+            }
+        }
+    }
+
+    /// Subscribes this connection to `topic`; with `ack`, the ack (and any replay) is queued,
+    /// else only a failure is (seed a's subscribe on open has no ack: PROTOCOL.md §2).
+    pub(super) async fn subscribe(
+        &mut self,
+        topic: TopicName,
+        rid: Option<&RequestId>,
+        replay: Replay,
+        ack: bool,
+    ) {
+        if !self.subscriptions.contains_key(&topic) {
+            let cap = self.state.config.max_subscriptions_per_connection;
+            if self.subscriptions.len() >= cap {
+                // Deleted topics no longer count.
+                self.subscriptions.retain(|_, t| !t.is_deleted());
+            }
+            if self.subscriptions.len() >= cap {
+                return self.reply_error(
+                    rid,
+                    ApiError::new(
+                        ErrorCode::LimitExceeded,
+                        format!("at most {cap} subscriptions per connection"),
+                    ),
+                );
+            }
+        }
+        let build_ack = |a: &SubscribeAck| frames::subscribe_ack(rid, &topic, a);
+        let ack_fn: Option<crate::node::AckFn<'_>> = if ack { Some(&build_ack) } else { None };
+        let node = &self.state.node;
+        match node
+            .subscribe(&self.auth.caller, &topic, &self.subscriber, &replay, ack_fn)
+            .await
+        {
+            Ok(t) => {
+                self.subscriptions.insert(topic, t);
+            }
+            Err(e) => self.reply_error(rid, e),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The reading half of a session: reads frames until the connection should end, pausing while
+//! the connection's own outbox is over its high-water mark, and says why it stopped.
+
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::{ReadEnd, Session};
+use crate::config::SlowConsumerPolicy;
+use crate::error::ApiError;
+use crate::metrics::FrameIn;
+
+/// How long the reader may stay paused on a half-full outbox (`disconnect` policy): a client that keeps sending but has
+/// not taken its replies off the socket for this long is a slow consumer and is closed, so it
+/// cannot hold a connection (or its own blocked writes) for the whole idle timeout.
+const STALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Counts a connection's control frames in one-second windows.
+struct ControlBudget {
+    /// Frames allowed per window.
+    limit: u32,
+    /// Frames seen in the current window.
+    used: u32,
+    /// When the current window started.
+    window: Instant,
+}
+
+impl ControlBudget {
+    fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            used: 0,
+            window: Instant::now(),
+        }
+    }
+
+    /// Counts one frame; false once the window's budget is spent.
+    fn allow(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.window) >= Duration::from_secs(1) {
+            self.window = now;
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= self.limit
+    }
+}
+
+impl Session {
+    /// Reads and serves frames until the connection should end.
+    pub(super) async fn read_loop<St>(
+        &mut self,
+        stream: &mut St,
+        writer_done: &CancellationToken,
+    ) -> ReadEnd
+    where
+        St: Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        let idle = self.state.config.idle_timeout;
+        let mut deadline = Instant::now() + idle;
+        // Reused across frames: simd-json parses in place and needs scratch space.
+        let mut scratch: Vec<u8> = Vec::new();
+        let mut buffers = simd_json::Buffers::default();
+        let mut control = ControlBudget::new(self.state.config.max_control_frames_per_sec);
+        // Past this many queued items the reader stops reading until the writer catches up:
+        // a client that pipelines requests then waits on TCP instead of overflowing its own queue
+        // with replies. Half the queue stays free for events.
+        let outbox = self.subscriber.outbox.clone();
+        let high_water = outbox.capacity().div_ceil(2);
+        // Under `disconnect` a client that leaves its replies unread is a slow consumer like one
+        // that leaves its events; under `drop_oldest` a full queue of events is the policy at work,
+        // so only the idle timeout applies.
+        let (stall, stalled) = match self.state.config.slow_consumer_policy {
+            SlowConsumerPolicy::Disconnect => (idle.min(STALL_TIMEOUT), ReadEnd::Stalled),
+            SlowConsumerPolicy::DropOldest => (idle, ReadEnd::Idle),
+        };
+        loop {
+            if outbox.len() >= high_water {
+                tokio::select! {
+                    biased;
+                    _ = self.state.shutdown.cancelled() => return ReadEnd::Shutdown,
+                    _ = writer_done.cancelled() => return ReadEnd::WriterGone,
+                    _ = self.drain.cancelled() => return ReadEnd::Restart,
+                    _ = outbox.below(high_water) => {}
+                    // A client that sends but never reads must not hold the connection.
+                    _ = tokio::time::sleep(stall) => return stalled,
+                }
+                // Waiting on our own queue is not the client's silence.
+                deadline = Instant::now() + idle;
+            }
+            let next = tokio::select! {
+                biased;
+                _ = self.state.shutdown.cancelled() => return ReadEnd::Shutdown,
+                _ = writer_done.cancelled() => return ReadEnd::WriterGone,
+                _ = self.drain.cancelled() => return ReadEnd::Restart,
+                next = tokio::time::timeout_at(
+                    self.auth_wake().map_or(deadline, |due| due.min(deadline)),
+                    stream.next(),
+                ) => next,
+            };
+            let message = match next {
+                Err(_) if Instant::now() >= deadline => return ReadEnd::Idle,
+                Err(_) => match self.on_auth_due() {
+                    Some(end) => return end,
+                    None => continue,
+                },
+                Ok(None) => return ReadEnd::PeerClosed,
+                Ok(Some(Ok(message))) => message,
+                Ok(Some(Err(WsError::Capacity(e)))) => {
+                    debug!(error = %e, "frame over the size limit");
+                    return ReadEnd::TooBig;
+                }
+                Ok(Some(Err(WsError::Utf8(_)))) => return ReadEnd::BadUtf8,
+                Ok(Some(Err(e))) => {
+                    debug!(error = %e, "read failed");
+                    return ReadEnd::Broken;
+                }
+            };
+            // Any frame, a Pong included, proves the peer is alive.
+            deadline = Instant::now() + idle;
+            match message {
+                // Boxed: handling a frame is the largest state this loop awaits, and unboxed it
+                // would sit in every idle connection's task (one allocation per client frame
+                // instead of ≈ 270 bytes per connection).
+                Message::Text(text) => {
+                    Box::pin(self.on_frame(text.as_bytes(), &mut scratch, &mut buffers)).await
+                }
+                Message::Binary(data) => match std::str::from_utf8(&data) {
+                    Ok(_) => Box::pin(self.on_frame(&data, &mut scratch, &mut buffers)).await,
+                    Err(_) => {
+                        self.state.metrics.frame_in(FrameIn::Invalid);
+                        self.reply_error(
+                            None,
+                            ApiError::bad_request("binary frame is not UTF-8 JSON"),
+                        )
+                    }
+                },
+                Message::Close(_) => {
+                    self.state.metrics.frame_in(FrameIn::Control);
+                    return ReadEnd::PeerClosed;
+                }
+                Message::Ping(_) | Message::Pong(_) => {
+                    self.state.metrics.frame_in(FrameIn::Control);
+                    // tungstenite answers every Ping with a Pong, so a ping flood would make the
+                    // server write as fast as the client sends; past the limit the client goes.
+                    if !control.allow(Instant::now()) {
+                        return ReadEnd::ControlFlood;
+                    }
+                }
+                Message::Frame(_) => {}
+            }
+        }
+    }
+}

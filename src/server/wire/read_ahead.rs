@@ -1,0 +1,146 @@
+//! [`ReadAhead`]: what tungstenite runs on: the socket's read half, read ahead in large chunks,
+//! and a write side that hands tungstenite's frames to the writer.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::control::ControlOut;
+
+/// What tungstenite reads into per call, and so the buffer every connection keeps for its life
+/// (tungstenite allocates it up front and never shrinks it). Larger frames grow it as needed.
+pub(crate) const TUNGSTENITE_READ_BUFFER: usize = 512;
+
+/// Largest read from the socket per system call (`WS_READ_BUFFER_SIZE` is clamped to it).
+const MAX_READ_AHEAD: usize = 64 * 1024;
+
+/// What tungstenite runs on: the socket's read half, and a write side that hands its frames to
+/// the writer. A write always takes the whole buffer, so tungstenite only ever hands over
+/// complete frames and never waits.
+///
+/// Reads go to the socket `read_size` bytes at a time (into a stack buffer), however small
+/// tungstenite's own buffer is; what does not fit is kept in `ahead` until tungstenite asks
+/// again, and freed once drained. An idle connection so holds only tungstenite's small buffer,
+/// while a client that pipelines frames is still read with few system calls.
+pub(crate) struct ReadAhead<R> {
+    read: R,
+    /// Bytes read from the socket that tungstenite has not taken yet, from `ahead_pos` on.
+    ahead: Vec<u8>,
+    ahead_pos: usize,
+    /// Bytes to ask the socket for per read.
+    read_size: usize,
+    /// Where tungstenite's frames go.
+    control: Arc<ControlOut>,
+}
+
+impl<R> ReadAhead<R> {
+    /// `read_ahead`: bytes already read from the socket (hyper's leftovers), served first.
+    pub(crate) fn new(
+        read: R,
+        read_ahead: Vec<u8>,
+        read_size: usize,
+        control: Arc<ControlOut>,
+    ) -> Self {
+        Self {
+            read,
+            ahead: read_ahead,
+            ahead_pos: 0,
+            read_size: read_size.clamp(TUNGSTENITE_READ_BUFFER, MAX_READ_AHEAD),
+            control,
+        }
+    }
+
+    /// Moves buffered bytes into `buf`; false when there were none.
+    fn serve_ahead(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        if self.ahead_pos == self.ahead.len() {
+            return false;
+        }
+        let n = buf.remaining().min(self.ahead.len() - self.ahead_pos);
+        buf.put_slice(&self.ahead[self.ahead_pos..self.ahead_pos + n]);
+        self.ahead_pos += n;
+        if self.ahead_pos == self.ahead.len() {
+            self.ahead = Vec::new();
+            self.ahead_pos = 0;
+        }
+        true
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for ReadAhead<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.serve_ahead(buf) {
+            return Poll::Ready(Ok(()));
+        }
+        if buf.remaining() >= this.read_size {
+            return Pin::new(&mut this.read).poll_read(cx, buf);
+        }
+        let mut storage = [MaybeUninit::<u8>::uninit(); MAX_READ_AHEAD];
+        let mut chunk = ReadBuf::uninit(&mut storage[..this.read_size]);
+        ready!(Pin::new(&mut this.read).poll_read(cx, &mut chunk))?;
+        let filled = chunk.filled();
+        let n = buf.remaining().min(filled.len());
+        buf.put_slice(&filled[..n]);
+        if n < filled.len() {
+            this.ahead = filled[n..].to_vec();
+            this.ahead_pos = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<R: Unpin> AsyncWrite for ReadAhead<R> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.control.push(buf).map(|()| buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_ahead_and_hands_out_small_chunks_in_order() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let sent: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        client.write_all(&sent).await.unwrap();
+        drop(client);
+        let control = Arc::new(ControlOut::default());
+        let mut reader = ReadAhead::new(server, b"hello".to_vec(), 4096, control);
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 100];
+        loop {
+            let n = reader.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+            // Never more than one read-ahead buffer is held.
+            assert!(reader.ahead.len() <= 4096);
+        }
+        assert_eq!(&got[..5], b"hello");
+        assert_eq!(&got[5..], &sent[..]);
+        assert!(reader.ahead.capacity() == 0, "drained read-ahead is freed");
+    }
+}
