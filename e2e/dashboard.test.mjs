@@ -7,6 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -147,13 +149,71 @@ test('dashboard: key, tail, publish, topic list, screenshot', { timeout: 90_000 
   assert.equal(herald.child.exitCode, null, `herald exited:\n${herald.log.join('')}`);
 });
 
-test('dashboard: a tail refused for its origin says so, not "check the API key"', { timeout: 60_000 }, async (t) => {
-  // The page's own origin is not in the list, so its upgrade gets 403 (a browser sees only 1006).
+test('dashboard: ALLOWED_ORIGINS never blocks the page the server itself serves', { timeout: 60_000 }, async (t) => {
+  // The list names another site only; the dashboard's own origin (same host) is still allowed.
   const herald = await startKeyed({ ALLOWED_ORIGINS: 'https://elsewhere.example' });
   const context = await launch(t, herald);
   const page = context.pages()[0] || (await context.newPage());
   page.setDefaultTimeout(STEP_MS);
   await page.goto(`${herald.base}/dashboard`);
+  await page.fill('#api-key', KEY);
+  await page.click('#key-save');
+  await page.locator('#server-status', { hasText: 'live' }).waitFor();
+  await page.fill('#tail-topic', 'e2e-own-origin');
+  await page.click('#tail-start');
+  await page.locator('#tail-status', { hasText: 'subscribed to e2e-own-origin' }).waitFor();
+  await publish(herald.base, 'e2e-own-origin', { order: 'OWN-1' });
+  await page.locator('#tail li.event', { hasText: 'OWN-1' }).waitFor();
+  assert.equal(herald.child.exitCode, null, `herald exited:\n${herald.log.join('')}`);
+});
+
+// A reverse proxy that rewrites Host to herald's own address (as `proxy_pass` without
+// `proxy_set_header Host` does): the page's origin is then the proxy's, not the host herald
+// sees, so ALLOWED_ORIGINS must name it.
+async function hostRewritingProxy(t, base) {
+  const target = new URL(base);
+  const server = http.createServer((req, res) => {
+    const upstream = http.request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } },
+      (answer) => {
+        res.writeHead(answer.statusCode, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  server.on('upgrade', (req, socket, head) => {
+    const upstream = net.connect(Number(target.port), target.hostname, () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) {
+        const name = req.rawHeaders[i];
+        lines.push(`${name}: ${name.toLowerCase() === 'host' ? target.host : req.rawHeaders[i + 1]}`);
+      }
+      upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
+      upstream.write(head);
+      upstream.pipe(socket);
+      socket.pipe(upstream);
+    });
+    upstream.on('error', () => socket.destroy());
+    socket.on('error', () => upstream.destroy());
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  // `localhost`, not 127.0.0.1: another origin than the one herald sees in Host.
+  return `http://localhost:${server.address().port}`;
+}
+
+test('dashboard: a tail refused for its origin says so, not "check the API key"', { timeout: 60_000 }, async (t) => {
+  const herald = await startKeyed({ ALLOWED_ORIGINS: 'https://elsewhere.example' });
+  const context = await launch(t, herald);
+  const proxied = await hostRewritingProxy(t, herald.base);
+  const page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(STEP_MS);
+  await page.goto(`${proxied}/dashboard`);
 
   // A wrong key first: that one is the key's fault.
   await page.fill('#api-key', 'not-the-key');
@@ -170,7 +230,7 @@ test('dashboard: a tail refused for its origin says so, not "check the API key"'
   const status = page.locator('#tail-status', { hasText: 'ALLOWED_ORIGINS' });
   await status.waitFor();
   const text = await status.textContent();
-  assert.ok(text.includes(herald.base), `names the page's origin: ${text}`);
+  assert.ok(text.includes(proxied), `names the page's origin: ${text}`);
   assert.ok(!/API key/i.test(text), `does not blame the key: ${text}`);
   assert.equal(await page.locator('#tail-start').isDisabled(), false, 'the tail stopped retrying');
   assert.equal(herald.child.exitCode, null, `herald exited:\n${herald.log.join('')}`);

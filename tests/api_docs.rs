@@ -79,6 +79,7 @@ async fn served_documents_and_dashboard_equal_the_files_and_need_no_key() {
             "text/javascript",
         ),
         ("/dashboard/style.css", "dashboard/style.css", "text/css"),
+        ("/favicon.ico", "dashboard/favicon.svg", "image/svg+xml"),
     ];
     for (path, file, media) in files {
         let resp = http().get(server.url(path)).send().await.unwrap();
@@ -117,6 +118,41 @@ async fn served_documents_and_dashboard_equal_the_files_and_need_no_key() {
     for path in ["/topics", "/stats", "/dashboard/other.js", "/openapi.yaml"] {
         let resp = http().get(server.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 401, "GET {path} without a key");
+    }
+}
+
+/// Issue 18's small things: `/dashboard/` leads to the page (relative links need `/dashboard`),
+/// browsers' `/favicon.ico` is there without a key, and JSON bodies end with a newline.
+#[tokio::test]
+async fn dashboard_slash_redirects_and_json_bodies_end_with_a_newline() {
+    let server = keyed_server().await;
+    let resp = http().get(server.url("/dashboard/")).send().await.unwrap();
+    assert_eq!(resp.status(), 308, "GET /dashboard/ without a key");
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let target = reqwest::Url::parse(&server.url("/dashboard/"))
+        .unwrap()
+        .join(&location)
+        .unwrap();
+    assert_eq!(target.path(), "/dashboard", "Location {location}");
+    let page = http().get(target).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("href=\"favicon.ico\""));
+
+    let keyed = |path: &str| http().get(server.url(path)).header("X-API-Key", KEY);
+    for (request, status) in [
+        (keyed("/health"), 200),
+        (keyed("/topics/none"), 404),
+        (http().get(server.url("/stats")), 401),
+        (http().get(server.url("/livez")), 200),
+    ] {
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), status);
+        let body = resp.text().await.unwrap();
+        assert!(
+            body.ends_with("}\n"),
+            "body without a final newline: {body:?}"
+        );
+        serde_json::from_str::<Value>(&body).expect("still JSON");
     }
 }
 

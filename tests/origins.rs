@@ -1,5 +1,6 @@
 //! `ALLOWED_ORIGINS`: browser WebSocket upgrades from other origins are refused before upgrading;
-//! listed origins and non-browser clients (no Origin header) connect.
+//! listed origins, the server's own origin (its dashboard) and non-browser clients (no Origin
+//! header) connect.
 
 mod common;
 
@@ -64,4 +65,30 @@ async fn without_an_allow_list_every_origin_connects() {
         .await
         .expect("no allow-list: any origin");
     assert_eq!(ws.request(json!({"type": "ping"})).await["type"], "pong");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_own_origin_needs_no_listing() {
+    let server = TestServer::start_with(|c| {
+        c.allowed_origins = vec!["https://app.example.com".into()];
+    })
+    .await;
+    // The client sends `Host: 127.0.0.1:port`: a page served from there is the server's own,
+    // over http or (behind a TLS-terminating balancer) https.
+    let addr = server.addr;
+    for own in [format!("http://{addr}"), format!("https://{addr}")] {
+        let mut ws = connect_with_origin(&server, Some(&own))
+            .await
+            .unwrap_or_else(|e| panic!("{own} refused: {e}"));
+        assert_eq!(ws.request(json!({"type": "ping"})).await["type"], "pong");
+    }
+    // Same host, another port is another origin; so is the bare host.
+    let other_port = format!("http://{}:{}", addr.ip(), addr.port() ^ 1);
+    for foreign in [other_port, format!("http://{}", addr.ip())] {
+        match connect_with_origin(&server, Some(&foreign)).await {
+            Err(WsError::Http(response)) => assert_eq!(response.status(), 403, "{foreign}"),
+            Err(other) => panic!("{foreign}: unexpected error {other}"),
+            Ok(_) => panic!("{foreign}: upgrade accepted"),
+        }
+    }
 }

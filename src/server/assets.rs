@@ -1,5 +1,5 @@
 //! Files embedded in the binary and served without a key: the API documents (`/openapi.json`,
-//! `/asyncapi.yaml`) and the dashboard (`/dashboard`). None of them holds data; the dashboard reads
+//! `/asyncapi.yaml`), the dashboard (`/dashboard`) and its icon (`/favicon.ico`). None of them holds data; the dashboard reads
 //! everything through the public API with the key the user types into it.
 
 use bytes::Bytes;
@@ -60,6 +60,14 @@ const ASSETS: &[Asset] = &[
         path: "/dashboard/style.css",
         body: include_bytes!("../../dashboard/style.css"),
         content_type: "text/css; charset=utf-8",
+        page: false,
+    },
+    Asset {
+        // Browsers ask for /favicon.ico on every page of the origin; an SVG answers it (every
+        // current browser draws SVG icons) and ends the console's 404 on each dashboard load.
+        path: "/favicon.ico",
+        body: include_bytes!("../../dashboard/favicon.svg"),
+        content_type: "image/svg+xml",
         page: false,
     },
 ];

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use tracing::debug;
 
 use super::request::{percent_decode, with_credentials};
-use super::response::{error, json, HttpResponse};
+use super::response::{error, json, redirect, HttpResponse};
 use super::{assets, rest, upgrade, State};
 use crate::error::{ApiError, ErrorCode};
 
@@ -59,6 +59,12 @@ async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> H
                     None => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
                 }
             })
+        }
+        // The page links its files relatively (so it works behind a path prefix); at
+        // `/dashboard/` they would resolve one level too deep. The relative target keeps a prefix.
+        ["dashboard", ""] => {
+            return allow(&req, &[Method::GET, Method::HEAD])
+                .unwrap_or_else(|| redirect("../dashboard"))
         }
         _ => {}
     }
@@ -152,6 +158,9 @@ pub(crate) fn route_template(path: &str) -> &'static str {
         (Some("openapi.json"), None, ..) => "/openapi.json",
         (Some("asyncapi.yaml"), None, ..) => "/asyncapi.yaml",
         (Some("dashboard"), None, ..) => "/dashboard",
+        (Some("dashboard"), Some(""), None, _) => "/dashboard/",
+        (Some("dashboard"), Some("herald-client.js"), None, _) => "/dashboard/herald-client.js",
+        (Some("favicon.ico"), None, ..) => "/favicon.ico",
         (Some("dashboard"), Some("app.js"), None, _) => "/dashboard/app.js",
         (Some("dashboard"), Some("style.css"), None, _) => "/dashboard/style.css",
         _ => "other",
@@ -229,5 +238,7 @@ mod tests {
         assert_eq!(route_template("/metrics/x"), "other");
         assert_eq!(route_template("/dashboard/app.js"), "/dashboard/app.js");
         assert_eq!(route_template("/dashboard/x.js"), "other");
+        assert_eq!(route_template("/dashboard/"), "/dashboard/");
+        assert_eq!(route_template("/favicon.ico"), "/favicon.ico");
     }
 }

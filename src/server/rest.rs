@@ -6,14 +6,13 @@
 
 use std::fmt::Write as _;
 
-use http::header;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 use simd_json::prelude::*;
 
 use super::request::{json_content_type, parse_object, query_param, read_body, with_parse_buffers};
-use super::response::{json, HttpResponse};
+use super::response::{json, typed, HttpResponse};
 use super::state::{State, FRAME_ENVELOPE_BYTES};
 use crate::error::ApiError;
 use crate::metrics::Readings;
@@ -247,10 +246,9 @@ pub(super) fn metrics(state: &State, caller: &Caller) -> RouteResult {
         uptime_secs: stats.uptime_secs,
         tokens: state.node.gate().counts(),
     };
-    let mut response = json(StatusCode::OK, state.metrics.render(readings));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
-    );
-    Ok(response)
+    Ok(typed(
+        StatusCode::OK,
+        state.metrics.render(readings),
+        crate::metrics::CONTENT_TYPE,
+    ))
 }

@@ -40,6 +40,20 @@ fn is_valid_key(key: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
 }
 
+/// Whether `origin` (lowercased `scheme://host[:port]`) is the host the request was sent to: a
+/// page this server served, its dashboard, talking back to it. Such a page is never a foreign
+/// site, so the allow-list need not name it (the rule of gorilla/websocket's default check). The
+/// scheme is not compared: behind a TLS-terminating balancer the page is `https` and the hop
+/// to herald plain.
+fn is_own_origin(origin: &str, host: Option<&HeaderValue>) -> bool {
+    let Some(host) = host.and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| !authority.is_empty() && authority.eq_ignore_ascii_case(host))
+}
+
 /// Answers an upgrade request on `/ws` or `/ws/sub/{topic}` (then `topic` is set).
 pub(super) async fn upgrade(
     state: Arc<State>,
@@ -55,7 +69,8 @@ pub(super) async fn upgrade(
         ));
     }
     // Browsers send Origin and let any page open a socket to us; the allow-list stops pages of
-    // other sites from using a visitor's network position. Non-browser clients send no Origin.
+    // other sites from using a visitor's network position. Non-browser clients send no Origin,
+    // and pages this server served (same host) are its own.
     if !state.config.allowed_origins.is_empty() {
         if let Some(origin) = req.headers().get(header::ORIGIN) {
             let origin = origin
@@ -63,7 +78,9 @@ pub(super) async fn upgrade(
                 .unwrap_or("")
                 .trim_end_matches('/')
                 .to_ascii_lowercase();
-            if !state.config.allowed_origins.contains(&origin) {
+            if !state.config.allowed_origins.contains(&origin)
+                && !is_own_origin(&origin, req.headers().get(header::HOST))
+            {
                 return Err(ApiError::new(
                     ErrorCode::Forbidden,
                     "origin not allowed (ALLOWED_ORIGINS)",

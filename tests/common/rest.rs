@@ -8,8 +8,10 @@ use super::RECV_TIMEOUT;
 
 /// A reqwest client for REST calls.
 pub fn http() -> reqwest::Client {
+    // Redirects are answers to check (`/dashboard/`), not to follow.
     reqwest::Client::builder()
         .timeout(RECV_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
 }
