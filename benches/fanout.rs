@@ -71,6 +71,7 @@ fn fanout(c: &mut Criterion) {
             .map(|_| Subscriber {
                 conn: broker.next_conn_id(),
                 outbox: Arc::new(Outbox::new(BATCH, SlowConsumerPolicy::Disconnect)),
+                dialect: Default::default(),
             })
             .collect();
         for subscriber in &subscribers {

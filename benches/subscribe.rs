@@ -38,6 +38,7 @@ fn subscriber(broker: &Broker) -> Subscriber {
     Subscriber {
         conn: broker.next_conn_id(),
         outbox: Arc::new(Outbox::new(1, SlowConsumerPolicy::Disconnect)),
+        dialect: Default::default(),
     }
 }
 

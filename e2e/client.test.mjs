@@ -6,14 +6,10 @@
 //   HERALD_BIN=../target/debug/herald node --test client.test.mjs   (e2e/run.sh does this)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch } from './browser.mjs';
 import { Proxy, freePort, restPublish, startHerald } from '../clients/js/test/harness.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_MS = 15_000;
 
 /** The test page: a module script that imports the client and records what it sees. */
@@ -50,20 +46,11 @@ test('the client in chromium: events across a forced reconnect, once and in orde
   const herald = await startHerald({ HEARTBEAT_INTERVAL_SECS: '1' });
   const proxy = await new Proxy(herald.port).listen();
   const site = await serve(page(proxy.ws), await (await fetch(`${herald.base}/dashboard/herald-client.js`)).text());
-  const profile = mkdtempSync(path.join(tmpdir(), 'herald-e2e-client-'));
-  let context = null;
-  t.after(async () => {
-    if (context) await context.close().catch(() => {});
-    rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
-    site.server.close();
-    await proxy.close();
-    await herald.stop();
-  });
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run', '--disable-sync'],
-  });
+  const context = await launch(t, [
+    () => site.server.close(),
+    () => proxy.close(),
+    () => herald.stop(),
+  ]);
   const tab = context.pages()[0] || (await context.newPage());
   tab.setDefaultTimeout(STEP_MS);
   const problems = [];

@@ -6,15 +6,13 @@
 //   HERALD_BIN=../target/debug/herald node --test dashboard.test.mjs   (e2e/run.sh does this)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch as launchBrowser } from './browser.mjs';
 import { startHerald } from '../clients/js/test/harness.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const KEY = `e2e-${process.pid}-${Date.now()}`;
 const STEP_MS = 15_000;
 
@@ -32,30 +30,9 @@ async function publish(base, topic, data) {
   assert.equal(response.status, 200, await response.text());
 }
 
-/** Headless chromium with a fresh profile, closed (and the profile removed) after test `t`. */
-async function launch(t, herald) {
-  const profile = mkdtempSync(path.join(tmpdir(), 'herald-e2e-chromium-'));
-  let context = null;
-  // One hook, in order: the browser must be gone before its profile is removed.
-  t.after(async () => {
-    if (context) await context.close().catch(() => {});
-    rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
-    await herald.stop();
-  });
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1280, height: 860 },
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--no-first-run',
-      '--disable-sync',
-    ],
-  });
-  return context;
+/** Chromium for `herald`'s dashboard; herald stops after the test. */
+function launch(t, herald) {
+  return launchBrowser(t, [() => herald.stop()], { width: 1280, height: 860 });
 }
 
 test('dashboard: key, tail, publish, topic list, screenshot', { timeout: 90_000 }, async (t) => {

@@ -37,7 +37,7 @@ BIN=$(herald_bin "$ROOT")
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 echo "$BIN ($(date -r "$BIN" '+%F %T'))"
 
-echo "== e2e: dashboard.test.mjs, client.test.mjs (clients/js/index.js in a page)"
+echo "== e2e: dashboard.test.mjs, client.test.mjs (clients/js/index.js in a page), seeds.test.mjs (each seed's snippet)"
 cd "$HERE"
 HERALD_BIN=$BIN timeout --kill-after=10 150 node --test --test-concurrency=1 --test-reporter=spec \
-  dashboard.test.mjs client.test.mjs
+  dashboard.test.mjs client.test.mjs seeds.test.mjs

@@ -3,15 +3,16 @@
 //! (both the README's pretty-printed body and its curl), and `GET /topics/{topic}/history`.
 //!
 //! Seed c's own server sent its Go `Message` struct (`{"id","topic","data","timestamp"}`) to
-//! subscribers and from the history route. herald follows PROTOCOL.md instead: subscribers get
-//! the event frame (`message.payload`, `ts`) and history entries are `{"id","payload","seq","ts"}`;
-//! only the requests of seed c are accepted unchanged.
+//! subscribers and nothing else: no acks, no heartbeat frames. herald answers a subscription made
+//! with `action` the same way (PROTOCOL.md §2): events in that shape (plus `seq`), no success ack
+//! unless the frame carries a `request_id`, liveness by WebSocket Ping only; errors and pongs are
+//! still answered. The history route keeps herald's shape, `{"id","payload","seq","ts"}`.
 
 mod common;
 
 use std::time::Duration;
 
-use common::assert::{assert_event, assert_fields, assert_ts};
+use common::assert::{assert_fields, assert_time, assert_ts};
 use common::rest::{curl, curl_json, send};
 use common::ws::{assert_nothing_queued_before, browser_ws, next_text_json, request_text};
 use common::{TestServer, WsClient};
@@ -24,20 +25,38 @@ async fn assert_nothing_queued(ws: &mut WsClient) {
     assert_nothing_queued_before(ws, r#"{"action":"ping","request_id":"barrier"}"#).await;
 }
 
+/// Sends a seed-c frame that gets no answer and proves it was served: the next thing the socket
+/// reads is the pong of a ping sent after it.
+async fn send_unanswered(ws: &mut WsClient, frame: &str) {
+    ws.send_text(frame).await;
+    assert_nothing_queued(ws).await;
+}
+
+/// Asserts an event in seed c's `Message` shape: exactly `id`, `topic`, `data`, an RFC 3339
+/// `timestamp`, and herald's `seq`.
+fn assert_seed_c_event(ev: &Value, topic: &str, id: &Value, data: Value, seq: u64) {
+    let keys: Vec<&str> = ev
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["data", "id", "seq", "timestamp", "topic"], "{ev}");
+    assert_eq!(ev["id"], *id, "{ev}");
+    assert_eq!(ev["topic"], topic, "{ev}");
+    assert_eq!(ev["data"], data, "{ev}");
+    assert_eq!(ev["seq"], seq, "{ev}");
+    assert_time(&ev["timestamp"]);
+}
+
 /// "Testing the System": the browser snippet subscribes with `action`, then the curl publish
-/// reaches its `onmessage`.
+/// reaches its `onmessage` as seed c's `Message`, with nothing before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_testing_the_system() {
     let server = TestServer::start().await;
     let mut ws = browser_ws(&server.ws_url("/ws")).await;
     // ws.send(JSON.stringify({action: 'subscribe', topic: 'notifications'}))
-    let ack = request_text(&mut ws, r#"{"action":"subscribe","topic":"notifications"}"#).await;
-    assert_fields(
-        &ack,
-        json!({"type": "ack", "topic": "notifications", "status": "ok"}),
-    );
-    assert!(ack.get("request_id").is_none(), "{ack}");
-    assert_ts(&ack);
+    send_unanswered(&mut ws, r#"{"action":"subscribe","topic":"notifications"}"#).await;
 
     // curl -X POST http://localhost:8080/publish -H "Content-Type: application/json" \
     //   -d '{"topic":"notifications","data":{"message":"Hello"}}'
@@ -55,7 +74,7 @@ async fn readme_testing_the_system() {
     let id = body["id"].as_str().expect("string id");
     assert!(uuid::Uuid::parse_str(id).is_ok(), "server-assigned UUID");
     let ev = next_text_json(&mut ws).await;
-    assert_event(
+    assert_seed_c_event(
         &ev,
         "notifications",
         &body["id"],
@@ -78,7 +97,10 @@ async fn readme_testing_the_system() {
         json!({"id": body["id"].clone(), "payload": {"message": "Hello"}, "seq": 1}),
     );
     assert_ts(&messages[0]);
-    assert_eq!(messages[0]["ts"], ev["ts"], "history keeps the event's ts");
+    assert_eq!(
+        messages[0]["ts"], ev["timestamp"],
+        "history keeps the event's time"
+    );
 }
 
 /// The "API Endpoints" request bodies exactly as printed (indented, multi-line JSON), and the
@@ -91,11 +113,7 @@ async fn readme_api_endpoint_examples() {
       "action": "subscribe",
       "topic": "notifications"
     }"#;
-    let ack = request_text(&mut ws, subscribe).await;
-    assert_fields(
-        &ack,
-        json!({"type": "ack", "topic": "notifications", "status": "ok"}),
-    );
+    send_unanswered(&mut ws, subscribe).await;
 
     let publish = r#"{
     "topic": "notifications",
@@ -110,7 +128,7 @@ async fn readme_api_endpoint_examples() {
         json!({"status": "published", "topic": "notifications", "seq": 1}),
     );
     let ev = next_text_json(&mut ws).await;
-    assert_event(
+    assert_seed_c_event(
         &ev,
         "notifications",
         &body["id"],
@@ -122,21 +140,20 @@ async fn readme_api_endpoint_examples() {
       "action": "unsubscribe",
       "topic": "notifications"
     }"#;
-    let ack = request_text(&mut ws, unsubscribe).await;
-    assert_fields(
-        &ack,
-        json!({"type": "ack", "topic": "notifications", "status": "ok"}),
-    );
-    assert_ts(&ack);
+    send_unanswered(&mut ws, unsubscribe).await;
     let (status, _) = curl_json(Method::POST, server.url("/publish"), publish).await;
     assert_eq!(status, 200);
     // The publish was answered, so fan-out is done: nothing may be queued for the socket.
     assert_nothing_queued(&mut ws).await;
-    // Unsubscribing again is an acked no-op (PROTOCOL.md §1).
-    let ack = request_text(&mut ws, unsubscribe).await;
+    // Unsubscribing again is a no-op; asked with a `request_id`, it is acked (PROTOCOL.md §1).
+    let ack = request_text(
+        &mut ws,
+        r#"{"action":"unsubscribe","topic":"notifications","request_id":"u2"}"#,
+    )
+    .await;
     assert_fields(
         &ack,
-        json!({"type": "ack", "topic": "notifications", "status": "ok"}),
+        json!({"type": "ack", "request_id": "u2", "topic": "notifications", "status": "ok"}),
     );
 }
 
@@ -149,19 +166,18 @@ async fn action_alias_for_publish_ping_and_multiple_subscribers() {
     let mut subs = Vec::new();
     for _ in 0..3 {
         let mut ws = server.ws().await;
-        let ack = request_text(&mut ws, r#"{"action":"subscribe","topic":"notifications"}"#).await;
-        assert_eq!(ack["type"], "ack");
+        send_unanswered(&mut ws, r#"{"action":"subscribe","topic":"notifications"}"#).await;
         subs.push(ws);
     }
-    // A repeated subscribe is idempotent.
+    // A repeated subscribe is idempotent; with a `request_id` it is acked like a `type` frame.
     let again = request_text(
         &mut subs[0],
-        r#"{"action":"subscribe","topic":"notifications"}"#,
+        r#"{"action":"subscribe","topic":"notifications","request_id":"s2"}"#,
     )
     .await;
     assert_fields(
         &again,
-        json!({"type": "ack", "topic": "notifications", "status": "ok"}),
+        json!({"type": "ack", "request_id": "s2", "topic": "notifications", "status": "ok"}),
     );
 
     let mut publisher = server.ws().await;
@@ -178,7 +194,7 @@ async fn action_alias_for_publish_ping_and_multiple_subscribers() {
     assert_ts(&ack);
     for ws in &mut subs {
         let ev = next_text_json(ws).await;
-        assert_event(
+        assert_seed_c_event(
             &ev,
             "notifications",
             &ack["id"],
@@ -228,7 +244,11 @@ async fn invalid_frames_are_answered_with_bad_request() {
             assert!(err.get("request_id").is_none(), "{err}");
         }
     }
-    let ack = request_text(&mut ws, r#"{"action":"subscribe","topic":"notifications"}"#).await;
+    let ack = request_text(
+        &mut ws,
+        r#"{"action":"subscribe","topic":"notifications","request_id":"ok"}"#,
+    )
+    .await;
     assert_eq!(ack["type"], "ack", "connection still works: {ack}");
 }
 
@@ -296,7 +316,7 @@ async fn history_is_oldest_first_and_honours_last_n() {
 async fn disconnected_subscriber_is_cleaned_up() {
     let server = TestServer::start().await;
     let mut ws = server.ws().await;
-    request_text(&mut ws, r#"{"action":"subscribe","topic":"notifications"}"#).await;
+    send_unanswered(&mut ws, r#"{"action":"subscribe","topic":"notifications"}"#).await;
     let (_, detail) = send(curl(Method::GET, server.url("/topics/notifications"))).await;
     assert_eq!(detail["subscribers"], 1);
     ws.inner.close(None).await.expect("close handshake");
@@ -329,7 +349,7 @@ async fn disconnected_subscriber_is_cleaned_up() {
 async fn publish_data_with_a_64_bit_overflowing_integer_is_accepted() {
     let server = TestServer::start().await;
     let mut ws = server.ws().await;
-    request_text(&mut ws, r#"{"action":"subscribe","topic":"notifications"}"#).await;
+    send_unanswered(&mut ws, r#"{"action":"subscribe","topic":"notifications"}"#).await;
     let (status, body) = curl_json(
         Method::POST,
         server.url("/publish"),
@@ -338,10 +358,10 @@ async fn publish_data_with_a_64_bit_overflowing_integer_is_accepted() {
     .await;
     assert_eq!(status, 200, "{body}");
     let ev = next_text_json(&mut ws).await;
-    assert!(ev["message"]["payload"]["big"].is_number(), "{ev}");
+    assert!(ev["data"]["big"].is_number(), "{ev}");
     let ack = request_text(
         &mut ws,
-        r#"{"action":"publish","topic":"other","data":{"big":18446744073709551616}}"#,
+        r#"{"action":"publish","topic":"other","data":{"big":18446744073709551616},"request_id":"b"}"#,
     )
     .await;
     assert_eq!(ack["type"], "ack", "{ack}");

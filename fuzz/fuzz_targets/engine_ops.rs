@@ -31,6 +31,7 @@ fuzz_target!(|ops: Vec<Op>| {
         .map(|i| Subscriber {
             conn: ConnId(i as u64),
             outbox: Arc::new(Outbox::new(4096, SlowConsumerPolicy::Disconnect)),
+            dialect: Default::default(),
         })
         .collect();
     let names: Vec<TopicName> = TOPICS.iter().map(|t| TopicName::parse(t).unwrap()).collect();

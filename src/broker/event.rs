@@ -2,13 +2,19 @@
 //! then stored ([`StoredEvent`]) in the ring and shared by every subscriber's outbox.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use simd_json::prelude::Writable;
 
 use crate::clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::server as frames;
-use crate::protocol::{Frame, Payload, TopicName};
+use crate::protocol::{Dialect, Frame, Payload, TopicName};
+
+/// How every event frame starts; the topic name follows.
+const EVENT_HEAD: &str = r#"{"type":"event","topic":""#;
+/// What follows the topic name, up to the id literal.
+const AFTER_TOPIC: &str = r#"","message":{"id":"#;
 
 /// One published event as stored in the ring: the frame that was sent, plus where its parts lie
 /// inside it so history can be answered without parsing the frame again.
@@ -24,6 +30,10 @@ pub struct StoredEvent {
     pub payload: Range<usize>,
     /// Byte range of the timestamp text (without quotes).
     pub ts: Range<usize>,
+    /// The event in seed c's shape, rendered the first time a seed-c subscriber needs it and
+    /// shared by all of them and by replay; never filled for a topic without one. Boxed so the
+    /// empty slot costs a ring entry two words, not a whole frame.
+    pub seed_c: OnceLock<Box<Frame>>,
 }
 
 impl StoredEvent {
@@ -42,6 +52,33 @@ impl StoredEvent {
         self.part(&self.ts)
     }
 
+    /// The topic name, read from its place in the frame (between [`EVENT_HEAD`] and the id).
+    pub fn topic(&self) -> &str {
+        let end = self.id.start.saturating_sub(AFTER_TOPIC.len());
+        self.part(&(EVENT_HEAD.len()..end))
+    }
+
+    /// The event as a seed-c subscription receives it (PROTOCOL.md §2), rendered at most once.
+    pub fn seed_c(&self) -> &Frame {
+        self.seed_c.get_or_init(|| {
+            Box::new(frames::seed_c_event(
+                self.topic(),
+                self.id_json(),
+                self.payload_json(),
+                self.ts(),
+                self.seq,
+            ))
+        })
+    }
+
+    /// The frame a subscription of `dialect` receives for this event.
+    pub fn frame_for(&self, dialect: Dialect) -> &Frame {
+        match dialect {
+            Dialect::SeedC => self.seed_c(),
+            Dialect::Canonical | Dialect::SeedA => &self.frame,
+        }
+    }
+
     /// An event whose frame is only its `seq`, for the ring's tests.
     #[cfg(test)]
     pub(crate) fn numbered(seq: u64) -> Self {
@@ -51,6 +88,7 @@ impl StoredEvent {
             id: 0..0,
             payload: 0..0,
             ts: 0..0,
+            seed_c: OnceLock::new(),
         }
     }
 
@@ -92,7 +130,7 @@ impl EventBuilder {
     ) -> Option<Self> {
         let text = std::str::from_utf8(&buf).ok()?;
         let head = text
-            .strip_prefix(r#"{"type":"event","topic":""#)?
+            .strip_prefix(EVENT_HEAD)?
             .strip_prefix(topic.as_str())?;
         let ok = head.starts_with('"')
             && text.ends_with(r#","seq":"#)
@@ -115,9 +153,9 @@ impl EventBuilder {
         max_payload: usize,
     ) -> Result<Self, ApiError> {
         let mut buf = Vec::with_capacity(128 + topic.as_str().len());
-        buf.extend_from_slice(br#"{"type":"event","topic":""#);
+        buf.extend_from_slice(EVENT_HEAD.as_bytes());
         buf.extend_from_slice(topic.as_str().as_bytes());
-        buf.extend_from_slice(br#"","message":{"id":"#);
+        buf.extend_from_slice(AFTER_TOPIC.as_bytes());
         let id_start = buf.len();
         match id {
             Some(id) => frames::write_json_str(&mut buf, id),

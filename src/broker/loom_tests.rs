@@ -36,6 +36,7 @@ fn event(seq: u64) -> Arc<StoredEvent> {
         id: 0..0,
         payload: 0..0,
         ts: 0..0,
+        seed_c: std::sync::OnceLock::new(),
     })
 }
 
@@ -142,6 +143,7 @@ fn item(text: &'static str) -> Outgoing {
         id: 0..0,
         payload: 0..0,
         ts: 0..0,
+        seed_c: std::sync::OnceLock::new(),
     }))
 }
 
@@ -232,6 +234,7 @@ fn subscriber(conn: u64) -> Subscriber {
     Subscriber {
         conn: ConnId(conn),
         outbox: Arc::new(Outbox::new(8, SlowConsumerPolicy::Disconnect)),
+        dialect: crate::protocol::Dialect::Canonical,
     }
 }
 

@@ -24,6 +24,9 @@ use crate::sync::{ArrayQueue, AtomicBool, AtomicU64, AtomicWaker};
 pub enum Outgoing {
     /// A live event: the only kind `drop_oldest` may discard.
     Event(Arc<StoredEvent>),
+    /// A live event for a seed-c subscription: sent as [`StoredEvent::seed_c`], which the
+    /// first such send renders; discarded like `Event`.
+    SeedC(Arc<StoredEvent>),
     /// One text frame that is not an event (a reply or an info frame); never silently dropped.
     Frame(Box<Frame>),
     /// Several text frames, sent in order.
@@ -45,6 +48,7 @@ impl Outgoing {
     pub fn frames(&self) -> &[Frame] {
         match self {
             Self::Event(event) => std::slice::from_ref(&event.frame),
+            Self::SeedC(event) => std::slice::from_ref(event.seed_c()),
             Self::Frame(frame) => std::slice::from_ref(frame),
             Self::Batch(frames) => frames,
         }
@@ -81,6 +85,9 @@ pub struct Outbox {
     closed: AtomicBool,
     /// Items evicted under `drop_oldest`, reported in stats.
     dropped: AtomicU64,
+    /// Set for a seed client, which reads every frame as a message: its writer sends no JSON
+    /// `info` frame (heartbeat, shutdown), only WebSocket Pings and close reasons.
+    quiet: AtomicBool,
 }
 
 impl Outbox {
@@ -94,6 +101,7 @@ impl Outbox {
             overflowed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            quiet: AtomicBool::new(false),
         }
     }
 
@@ -112,7 +120,7 @@ impl Outbox {
             },
             SlowConsumerPolicy::DropOldest => match self.queue.force_push(item) {
                 None => Pushed::Queued,
-                Some(Outgoing::Event(_)) => {
+                Some(Outgoing::Event(_) | Outgoing::SeedC(_)) => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                     Pushed::DroppedOldest
                 }
@@ -192,6 +200,16 @@ impl Outbox {
         self.waker.wake();
     }
 
+    /// Marks the connection a seed client's: no JSON `info` frames from now on.
+    pub fn set_quiet(&self) {
+        self.quiet.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the connection gets no JSON `info` frames (see [`Outbox::set_quiet`]).
+    pub fn is_quiet(&self) -> bool {
+        self.quiet.load(Ordering::Relaxed)
+    }
+
     /// Whether `close` was called.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
@@ -250,6 +268,7 @@ mod tests {
             id: 0..0,
             payload: 0..0,
             ts: 0..0,
+            seed_c: std::sync::OnceLock::new(),
         }))
     }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::outbox::Outbox;
+use crate::protocol::Dialect;
 
 /// A connection's identity inside the engine, unique for the process's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -15,4 +16,6 @@ pub struct Subscriber {
     pub conn: ConnId,
     /// Its outbound queue.
     pub outbox: Arc<Outbox>,
+    /// The shape this subscription's events take (fixed when it was made).
+    pub dialect: Dialect,
 }

@@ -14,7 +14,7 @@
 use std::io::Write;
 use std::mem;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -28,7 +28,7 @@ use super::subscriber::{ConnId, Subscriber};
 use crate::clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::server as frames;
-use crate::protocol::{Frame, Published, Replay, SubscribeAck, TopicName};
+use crate::protocol::{Dialect, Frame, Published, Replay, SubscribeAck, TopicName};
 use crate::sync::{ArcSwap, AtomicBool, AtomicU64, Mutex};
 
 /// A fresh opaque epoch: 16 hex digits of a random UUID.
@@ -295,11 +295,16 @@ impl Topic {
             id: event.id.clone(),
             payload: event.payload.clone(),
             ts: event.ts.clone(),
+            seed_c: OnceLock::new(),
         });
         let (mut delivered, mut dropped, mut overflowed, mut closed) = (0, 0, 0, 0);
         for subscriber in self.subscribers.load().iter() {
             // An overflowed outbox is closed by its own writer task; the publisher never waits.
-            match subscriber.outbox.push(Outgoing::Event(stored.clone())) {
+            let item = match subscriber.dialect {
+                Dialect::SeedC => Outgoing::SeedC(stored.clone()),
+                Dialect::Canonical | Dialect::SeedA => Outgoing::Event(stored.clone()),
+            };
+            match subscriber.outbox.push(item) {
                 Pushed::Queued => delivered += 1,
                 Pushed::DroppedOldest => {
                     delivered += 1;
@@ -363,7 +368,11 @@ impl Topic {
                 recovered,
             }));
         }
-        out.extend(events.iter().map(|e| e.frame.clone()));
+        out.extend(
+            events
+                .iter()
+                .map(|e| e.frame_for(subscriber.dialect).clone()),
+        );
         let item = match out.len() {
             0 => None,
             1 => out.pop().map(Outgoing::frame),
@@ -397,7 +406,9 @@ impl Topic {
             return;
         }
         let info = frames::info_topic_deleted(&self.name);
-        for subscriber in gone.iter() {
+        // Seed clients read every frame as a message and their seeds never delete a topic; for
+        // them the subscription just ends (PROTOCOL.md §2).
+        for subscriber in gone.iter().filter(|s| s.dialect == Dialect::Canonical) {
             subscriber.outbox.push(Outgoing::frame(info.clone()));
         }
     }
@@ -418,6 +429,7 @@ mod tests {
         Subscriber {
             conn: ConnId(id),
             outbox: Arc::new(Outbox::new(64, SlowConsumerPolicy::Disconnect)),
+            dialect: Dialect::Canonical,
         }
     }
 
@@ -451,6 +463,46 @@ mod tests {
         assert_eq!(stored.payload_json(), r#""hi \"there\"""#);
         assert_eq!(stored.id_json(), r#""x""#);
         assert_eq!(stored.ts(), v["ts"].as_str().unwrap());
+    }
+
+    /// A seed-c subscriber's frame is rendered only when first needed, once, and shared with
+    /// every other seed-c subscriber and replay; canonical subscribers get the stored frame.
+    #[test]
+    fn seed_c_frames_are_rendered_lazily_once_and_shared() {
+        let t = Topic::new(TopicName::parse("notes").unwrap(), 8, 0);
+        let plain = sub(1);
+        let seed = |id| Subscriber {
+            dialect: Dialect::SeedC,
+            ..sub(id)
+        };
+        let (c1, c2, late) = (seed(2), seed(3), seed(4));
+        for s in [&plain, &c1, &c2] {
+            assert!(t.subscribe(s, &Replay::None, None));
+        }
+        publish(&t, "hello");
+        let Some(Outgoing::Event(stored)) = plain.outbox.pop() else {
+            panic!("canonical subscriber got no event");
+        };
+        assert!(
+            stored.seed_c.get().is_none(),
+            "rendered before anyone needed it"
+        );
+        let take = |s: &Subscriber| match s.outbox.pop() {
+            Some(item @ Outgoing::SeedC(_)) => item.frames()[0].as_bytes().clone(),
+            other => panic!("expected a seed-c event, got {other:?}"),
+        };
+        let (first, second) = (take(&c1), take(&c2));
+        assert_eq!(first.as_ptr(), second.as_ptr(), "rendered twice");
+        let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(v["topic"], "notes");
+        assert_eq!(v["data"], "hello");
+        assert_eq!(v["seq"], 1);
+        assert_eq!(v["timestamp"].as_str(), Some(stored.ts()));
+        assert_eq!(v["id"].to_string(), stored.id_json());
+        assert!(t.subscribe(&late, &Replay::LastN(1), None));
+        let replay = late.outbox.pop().expect("replayed");
+        let replayed = replay.frames()[0].as_bytes().clone();
+        assert_eq!(replayed.as_ptr(), first.as_ptr(), "replay rendered again");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
-use super::{Replay, TopicName};
+use super::{Dialect, Replay, TopicName};
 use crate::error::ApiError;
 
 /// Largest integer a JSON number can carry exactly in every client (2^53 - 1).
@@ -56,6 +56,8 @@ pub struct ClientFrame<'v> {
     pub client_id: Option<&'v str>,
     /// Auth: the token.
     pub token: Option<&'v str>,
+    /// `SeedC` when the frame named its kind with `action` (and not `type`), else `Canonical`.
+    pub dialect: Dialect,
 }
 
 /// A frame that cannot be served, with the `request_id` to echo when it could be read.
@@ -167,7 +169,10 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
         request_id: request_id.clone(),
         error: ApiError::bad_request(message),
     };
-    let kind_value = object.get("type").or_else(|| object.get("action"));
+    let (kind_value, dialect) = match object.get("type") {
+        Some(kind) => (Some(kind), Dialect::Canonical),
+        None => (object.get("action"), Dialect::SeedC),
+    };
     let kind = match kind_value.map(|v| v.as_str()) {
         None => return Err(fail("missing field `type`".into())),
         Some(None) => return Err(fail("`type` must be a string".into())),
@@ -208,6 +213,7 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
         replay: Replay::None,
         client_id,
         token: None,
+        dialect,
     };
     match kind {
         Kind::Publish => {

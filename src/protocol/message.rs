@@ -1,6 +1,19 @@
 //! What clients and the engine say to each other, independent of the wire: what a publish carries,
 //! what a subscribe asks to replay, and what both answer.
 
+/// How a subscription was made, which fixes the shape its events take on the way out
+/// (PROTOCOL.md §2): seed clients read their own server's shape, not herald's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// herald's own frames (`type`): event frames as PROTOCOL.md §1 shows them.
+    #[default]
+    Canonical,
+    /// A `/ws/sub/{topic}` socket (seed a): canonical events, and no JSON frame that is not one.
+    SeedA,
+    /// Frames that name their kind with `action` (seed c): events as seed c's `Message` struct.
+    SeedC,
+}
+
 /// What a subscribe asks to replay before live events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replay {

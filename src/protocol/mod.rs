@@ -13,5 +13,5 @@ pub use client::{
     decode, decode_publish, ClientFrame, FrameError, Kind, PublishRequest, RequestId,
 };
 pub use frame::Frame;
-pub use message::{Payload, Published, Replay, SubscribeAck};
+pub use message::{Dialect, Payload, Published, Replay, SubscribeAck};
 pub use name::TopicName;

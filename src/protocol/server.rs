@@ -111,6 +111,26 @@ pub fn pong(request_id: Option<&RequestId>) -> Frame {
     finish(start("pong", request_id))
 }
 
+/// An event as seed c's server sent it, its Go `Message` struct (PROTOCOL.md §2):
+/// `{"id","topic","data","timestamp"}`, plus herald's `seq`. The parts are already JSON: the id
+/// a string literal, the payload compact JSON, the timestamp RFC 3339 text.
+pub fn seed_c_event(topic: &str, id_json: &str, payload_json: &str, ts: &str, seq: u64) -> Frame {
+    let mut buf = Vec::with_capacity(64 + topic.len() + id_json.len() + payload_json.len());
+    buf.extend_from_slice(br#"{"id":"#);
+    buf.extend_from_slice(id_json.as_bytes());
+    buf.extend_from_slice(br#","topic":""#);
+    buf.extend_from_slice(topic.as_bytes());
+    buf.extend_from_slice(br#"","data":"#);
+    buf.extend_from_slice(payload_json.as_bytes());
+    buf.extend_from_slice(br#","timestamp":""#);
+    buf.extend_from_slice(ts.as_bytes());
+    buf.extend_from_slice(br#"","seq":"#);
+    buf.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+    buf.push(b'}');
+    // Every part is a slice of a validated UTF-8 event frame.
+    Frame::try_from(Bytes::from(buf)).unwrap_or_else(|_| Frame::from_static("{}"))
+}
+
 /// The heartbeat sent every `HEARTBEAT_INTERVAL_SECS`.
 pub fn info_heartbeat() -> Frame {
     let mut buf = start("info", None);

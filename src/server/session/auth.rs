@@ -49,7 +49,9 @@ impl Session {
             Due::Expiring => {
                 let token = self.auth.caller.token()?;
                 let left = secs_until(token.expires_at);
-                self.push(frames::info_token_expiring(left));
+                if !self.subscriber.outbox.is_quiet() {
+                    self.push(frames::info_token_expiring(left));
+                }
                 let at =
                     Instant::now() + Duration::from_secs(left) + self.state.node.gate().leeway();
                 self.auth.due = Some((at, Due::Expired));

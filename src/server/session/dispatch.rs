@@ -5,10 +5,11 @@
 //! [`Node`]: crate::node::Node
 
 use super::Session;
+use crate::broker::Subscriber;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::FrameIn;
 use crate::protocol::{self, server as frames, ClientFrame, Frame, Kind, Payload, Replay};
-use crate::protocol::{RequestId, SubscribeAck, TopicName};
+use crate::protocol::{Dialect, RequestId, SubscribeAck, TopicName};
 
 impl Session {
     /// Queues a frame for this connection.
@@ -62,6 +63,14 @@ impl Session {
 
     async fn dispatch(&mut self, frame: ClientFrame<'_>) {
         let rid = frame.request_id.as_ref();
+        // Seed c's server answered nothing but errors, and its pages read every frame as a
+        // message: an `action` frame is acked only when it asks to be (`request_id`), and the
+        // connection gets no JSON `info` frames (PROTOCOL.md §2).
+        let seed_c = frame.dialect == Dialect::SeedC;
+        if seed_c && !self.subscriber.outbox.is_quiet() {
+            self.subscriber.outbox.set_quiet();
+        }
+        let ack = !seed_c || rid.is_some();
         let Some(topic) = frame.topic else {
             return match (frame.kind, frame.token) {
                 (Kind::Ping, _) => self.push(frames::pong(rid)),
@@ -72,12 +81,17 @@ impl Session {
         match frame.kind {
             Kind::Ping => self.push(frames::pong(rid)),
             Kind::Auth => self.reply_error(rid, ApiError::bad_request("missing field `token`")),
-            Kind::Subscribe => self.subscribe(topic, rid, frame.replay, true).await,
+            Kind::Subscribe => {
+                self.subscribe(topic, rid, frame.replay, ack, frame.dialect)
+                    .await
+            }
             Kind::Unsubscribe => {
                 if let Some(t) = self.subscriptions.remove(&topic) {
                     self.state.node.unsubscribe(&t, self.subscriber.conn);
                 }
-                self.push(frames::ack(rid, &topic));
+                if ack {
+                    self.push(frames::ack(rid, &topic));
+                }
             }
             Kind::Publish => {
                 let Some(payload) = frame.payload else {
@@ -94,21 +108,24 @@ impl Session {
                     )
                     .await;
                 match published {
-                    Ok(published) => self.push(frames::publish_ack(rid, &topic, &published)),
+                    Ok(published) if ack => self.push(frames::publish_ack(rid, &topic, &published)),
+                    Ok(_) => {}
                     Err(e) => self.reply_error(rid, e),
                 }
             }
         }
     }
 
-    /// Subscribes this connection to `topic`; with `ack`, the ack (and any replay) is queued,
-    /// else only a failure is (seed a's subscribe on open has no ack: PROTOCOL.md §2).
+    /// Subscribes this connection to `topic`, its events in `dialect`'s shape; with `ack`, the
+    /// ack is queued before any replay, else only a failure is (seed a's subscribe on open and
+    /// seed c's `action` frames have none: PROTOCOL.md §2).
     pub(super) async fn subscribe(
         &mut self,
         topic: TopicName,
         rid: Option<&RequestId>,
         replay: Replay,
         ack: bool,
+        dialect: Dialect,
     ) {
         if !self.subscriptions.contains_key(&topic) {
             let cap = self.state.config.max_subscriptions_per_connection;
@@ -129,8 +146,12 @@ impl Session {
         let build_ack = |a: &SubscribeAck| frames::subscribe_ack(rid, &topic, a);
         let ack_fn: Option<crate::node::AckFn<'_>> = if ack { Some(&build_ack) } else { None };
         let node = &self.state.node;
+        let subscriber = Subscriber {
+            dialect,
+            ..self.subscriber.clone()
+        };
         match node
-            .subscribe(&self.auth.caller, &topic, &self.subscriber, &replay, ack_fn)
+            .subscribe(&self.auth.caller, &topic, &subscriber, &replay, ack_fn)
             .await
         {
             Ok(t) => {

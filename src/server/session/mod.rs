@@ -34,7 +34,7 @@ use super::State;
 use crate::broker::{ConnId, Outbox, Subscriber, Topic};
 use crate::error::{ApiError, ErrorCode};
 use crate::node::Caller;
-use crate::protocol::{server as frames, Replay, TopicName};
+use crate::protocol::{server as frames, Dialect, Replay, TopicName};
 use writer::{close_frame, Closing, Writer, CLOSE_LINGER};
 
 /// Why the read loop stopped.
@@ -247,7 +247,11 @@ impl Session {
         ));
         let group = (conn.0 % state.drain_batches.len() as u64) as usize;
         let mut session = Self {
-            subscriber: Subscriber { conn, outbox },
+            subscriber: Subscriber {
+                conn,
+                outbox,
+                dialect: Dialect::Canonical,
+            },
             subscriptions: HashMap::new(),
             drain: state.drain_batches[group].clone(),
             auth: Box::new(AuthState { caller, due: None }),
@@ -258,9 +262,12 @@ impl Session {
     }
 
     /// Seed a (PROTOCOL.md §2): subscribes before the socket opens, without an ack. A failure (say the topic
-    /// cap) is queued as an error frame, the first thing the client reads.
+    /// cap) is queued as an error frame, the first thing the client reads. Seed a's pages read
+    /// every frame as a message, so the socket gets no JSON `info` frames either.
     pub(super) async fn subscribe_on_open(&mut self, topic: TopicName) {
-        self.subscribe(topic, None, Replay::None, false).await;
+        self.subscriber.outbox.set_quiet();
+        self.subscribe(topic, None, Replay::None, false, Dialect::SeedA)
+            .await;
     }
 
     fn unsubscribe_all(&mut self) {

@@ -125,7 +125,10 @@ where
             self.take_control();
             if !self.closed {
                 if heartbeat {
-                    self.wire.text(&frames::info_heartbeat());
+                    // Seed clients read every text frame as a message: Ping only.
+                    if !self.outbox.is_quiet() {
+                        self.wire.text(&frames::info_heartbeat());
+                    }
                     self.wire.ping();
                 } else {
                     self.state.metrics.outbox_depth(self.outbox.len());
@@ -237,7 +240,9 @@ where
                 self.wire.write_to(&mut self.io).await?;
             }
             if !self.closed {
-                self.wire.text(&frames::info_shutting_down());
+                if !self.outbox.is_quiet() {
+                    self.wire.text(&frames::info_shutting_down());
+                }
                 self.queue_close(&close_frame(CloseCode::Away, "server shutting down"));
             }
             self.wire.write_to(&mut self.io).await
