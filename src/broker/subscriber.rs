@@ -1,4 +1,4 @@
-//! Who a topic delivers to: a connection's id and its outbox.
+//! Who a topic delivers to: a connection's id and its outbox, in one list per event shape.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use crate::protocol::Dialect;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId(pub u64);
 
-/// A connection subscribed to a topic: who it is and where its frames go.
+/// A connection asking to subscribe: who it is, where its frames go, and in which shape.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     /// The connection, to find it again on unsubscribe.
@@ -18,4 +18,65 @@ pub struct Subscriber {
     pub outbox: Arc<Outbox>,
     /// The shape this subscription's events take (fixed when it was made).
     pub dialect: Dialect,
+}
+
+/// A subscription as a topic keeps it for fan-out: two words, since every publish walks the list.
+/// Its shape is the list it is in ([`Subscribers`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Recipient {
+    /// The connection.
+    pub(crate) conn: ConnId,
+    /// Its outbound queue.
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+/// A topic's subscribers by event shape; replaced copy-on-write, read lock-free by publishers.
+/// Keeping seed-c subscribers apart leaves the canonical fan-out loop exactly as it was: a topic
+/// without any pays one empty-list check per publish, nothing per delivery.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Subscribers {
+    /// Canonical and seed-a subscriptions: the stored event frame.
+    pub(crate) plain: Vec<Recipient>,
+    /// Seed-c subscriptions: the event's seed-c frame.
+    pub(crate) seed_c: Vec<Recipient>,
+}
+
+impl Subscribers {
+    /// How many subscriptions there are.
+    pub(crate) fn len(&self) -> usize {
+        self.plain.len() + self.seed_c.len()
+    }
+
+    /// Whether `conn` holds a subscription, in either shape.
+    pub(crate) fn contains(&self, conn: ConnId) -> bool {
+        self.all().any(|r| r.conn == conn)
+    }
+
+    /// Every subscription, canonical first.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Recipient> {
+        self.plain.iter().chain(&self.seed_c)
+    }
+
+    /// A copy with `subscriber` added to the list of its shape.
+    pub(crate) fn with(&self, subscriber: &Subscriber) -> Self {
+        let mut next = self.clone();
+        let recipient = Recipient {
+            conn: subscriber.conn,
+            outbox: subscriber.outbox.clone(),
+        };
+        match subscriber.dialect {
+            Dialect::SeedC => next.seed_c.push(recipient),
+            Dialect::Canonical | Dialect::SeedA => next.plain.push(recipient),
+        }
+        next
+    }
+
+    /// A copy without `conn`'s subscription.
+    pub(crate) fn without(&self, conn: ConnId) -> Self {
+        let keep = |list: &[Recipient]| list.iter().filter(|r| r.conn != conn).cloned().collect();
+        Self {
+            plain: keep(&self.plain),
+            seed_c: keep(&self.seed_c),
+        }
+    }
 }

@@ -22,13 +22,13 @@ use bytes::Bytes;
 use super::counts::EventCounts;
 use super::event::{EventBuilder, StoredEvent};
 use super::history::{History, SparseRing};
-use super::outbox::{Outgoing, Pushed};
+use super::outbox::{Outbox, Outgoing, Pushed};
 use super::ring::Ring;
-use super::subscriber::{ConnId, Subscriber};
+use super::subscriber::{ConnId, Subscriber, Subscribers};
 use crate::clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::server as frames;
-use crate::protocol::{Dialect, Frame, Published, Replay, SubscribeAck, TopicName};
+use crate::protocol::{Frame, Published, Replay, SubscribeAck, TopicName};
 use crate::sync::{ArcSwap, AtomicBool, AtomicU64, Mutex};
 
 /// A fresh opaque epoch: 16 hex digits of a random UUID.
@@ -97,7 +97,7 @@ pub struct Topic {
     /// The cluster registry revision of this life of the topic; 0 on a single node.
     generation: u64,
     /// Current subscribers; replaced copy-on-write, read lock-free by publishers.
-    subscribers: ArcSwap<Vec<Subscriber>>,
+    subscribers: ArcSwap<Subscribers>,
     /// Orders publishes and subscription changes (see the module docs).
     sequencer: Mutex<Sequencer>,
     /// The last `RING_BUFFER_SIZE` events.
@@ -125,6 +125,32 @@ struct Tally {
     dropped_closed: AtomicU64,
 }
 
+/// What one publish's fan-out did, for the tally.
+#[derive(Debug, Default)]
+struct FanOut {
+    delivered: u64,
+    dropped: u64,
+    overflowed: u64,
+    closed: u64,
+}
+
+impl FanOut {
+    /// Queues `item` in `outbox` without waiting and counts what happened. An overflowed outbox
+    /// is closed by its own writer task; the publisher never waits.
+    #[inline]
+    fn add(&mut self, outbox: &Outbox, item: Outgoing) {
+        match outbox.push(item) {
+            Pushed::Queued => self.delivered += 1,
+            Pushed::DroppedOldest => {
+                self.delivered += 1;
+                self.dropped += 1;
+            }
+            Pushed::Rejected if outbox.is_closed() => self.closed += 1,
+            Pushed::Rejected => self.overflowed += 1,
+        }
+    }
+}
+
 /// Adds `n` to a counter that only the sequencer's holder writes.
 fn bump(counter: &AtomicU64, n: u64) {
     if n > 0 {
@@ -145,7 +171,7 @@ impl Topic {
             epoch: new_epoch().into(),
             created_at: clock::now().as_str().into(),
             generation: 0,
-            subscribers: ArcSwap::from_pointee(Vec::new()),
+            subscribers: ArcSwap::from_pointee(Subscribers::default()),
             sequencer: Mutex::new(Sequencer { seq: 0, limiter }),
             ring: History::Dense(Ring::new(ring_size)),
             deleted: AtomicBool::new(false),
@@ -297,23 +323,20 @@ impl Topic {
             ts: event.ts.clone(),
             seed_c: OnceLock::new(),
         });
-        let (mut delivered, mut dropped, mut overflowed, mut closed) = (0, 0, 0, 0);
-        for subscriber in self.subscribers.load().iter() {
-            // An overflowed outbox is closed by its own writer task; the publisher never waits.
-            let item = match subscriber.dialect {
-                Dialect::SeedC => Outgoing::SeedC(stored.clone()),
-                Dialect::Canonical | Dialect::SeedA => Outgoing::Event(stored.clone()),
-            };
-            match subscriber.outbox.push(item) {
-                Pushed::Queued => delivered += 1,
-                Pushed::DroppedOldest => {
-                    delivered += 1;
-                    dropped += 1;
-                }
-                Pushed::Rejected if subscriber.outbox.is_closed() => closed += 1,
-                Pushed::Rejected => overflowed += 1,
-            }
+        let mut counts = FanOut::default();
+        let subscribers = self.subscribers.load();
+        for recipient in &subscribers.plain {
+            counts.add(&recipient.outbox, Outgoing::Event(stored.clone()));
         }
+        for recipient in &subscribers.seed_c {
+            counts.add(&recipient.outbox, Outgoing::SeedC(stored.clone()));
+        }
+        let FanOut {
+            delivered,
+            dropped,
+            overflowed,
+            closed,
+        } = counts;
         bump(&self.dropped, dropped);
         bump(&self.tally.published, 1);
         bump(&self.tally.delivered, delivered);
@@ -337,12 +360,9 @@ impl Topic {
             return false;
         }
         let current = self.subscribers.load();
-        let already = current.iter().any(|s| s.conn == subscriber.conn);
+        let already = current.contains(subscriber.conn);
         if !already {
-            let mut next = Vec::with_capacity(current.len() + 1);
-            next.extend(current.iter().cloned());
-            next.push(subscriber.clone());
-            self.subscribers.store(Arc::new(next));
+            self.subscribers.store(Arc::new(current.with(subscriber)));
         }
         let latest = sequencer.seq;
         // A repeated subscribe replays nothing: the connection already has those events.
@@ -389,11 +409,10 @@ impl Topic {
     pub fn unsubscribe(&self, conn: ConnId) -> bool {
         let _sequencer = self.sequencer.lock();
         let current = self.subscribers.load();
-        if !current.iter().any(|s| s.conn == conn) {
+        if !current.contains(conn) {
             return false;
         }
-        let next: Vec<Subscriber> = current.iter().filter(|s| s.conn != conn).cloned().collect();
-        self.subscribers.store(Arc::new(next));
+        self.subscribers.store(Arc::new(current.without(conn)));
         true
     }
 
@@ -401,15 +420,15 @@ impl Topic {
     pub(crate) fn close(&self) {
         let _sequencer = self.sequencer.lock();
         self.deleted.store(true, Ordering::Release);
-        let gone = self.subscribers.swap(Arc::new(Vec::new()));
-        if gone.is_empty() {
+        let gone = self.subscribers.swap(Arc::new(Subscribers::default()));
+        if gone.len() == 0 {
             return;
         }
         let info = frames::info_topic_deleted(&self.name);
         // Seed clients read every frame as a message and their seeds never delete a topic; for
         // them the subscription just ends (PROTOCOL.md §2).
-        for subscriber in gone.iter().filter(|s| s.dialect == Dialect::Canonical) {
-            subscriber.outbox.push(Outgoing::frame(info.clone()));
+        for recipient in gone.plain.iter().filter(|r| !r.outbox.is_quiet()) {
+            recipient.outbox.push(Outgoing::frame(info.clone()));
         }
     }
 }
@@ -417,8 +436,8 @@ impl Topic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Outbox;
     use crate::config::SlowConsumerPolicy;
+    use crate::protocol::Dialect;
     use crate::protocol::Payload;
 
     fn topic() -> Topic {
@@ -503,6 +522,21 @@ mod tests {
         let replay = late.outbox.pop().expect("replayed");
         let replayed = replay.frames()[0].as_bytes().clone();
         assert_eq!(replayed.as_ptr(), first.as_ptr(), "replay rendered again");
+        // Either shape unsubscribes alike; a repeated subscribe does not add a second shape.
+        assert!(t.subscribe(
+            &Subscriber {
+                dialect: Dialect::Canonical,
+                ..seed(2)
+            },
+            &Replay::None,
+            None
+        ));
+        assert_eq!(t.subscriber_count(), 4);
+        assert!(t.unsubscribe(c1.conn) && t.unsubscribe(plain.conn));
+        assert_eq!(t.subscriber_count(), 2);
+        publish(&t, "again");
+        assert!(c1.outbox.pop().is_none() && plain.outbox.pop().is_none());
+        assert!(matches!(c2.outbox.pop(), Some(Outgoing::SeedC(_))));
     }
 
     #[test]
