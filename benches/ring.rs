@@ -48,6 +48,7 @@ fn event(seq: u64, frame: &Frame) -> Arc<StoredEvent> {
         id: 0..0,
         payload: 0..0,
         ts: 0..0,
+        at_ms: 0,
     })
 }
 

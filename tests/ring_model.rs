@@ -14,6 +14,7 @@ fn event(seq: u64) -> Arc<StoredEvent> {
         id: 0..0,
         payload: 0..0,
         ts: 0..0,
+        at_ms: 0,
     })
 }
 

@@ -250,6 +250,7 @@ mod tests {
             id: 0..0,
             payload: 0..0,
             ts: 0..0,
+            at_ms: 0,
         }))
     }
 
