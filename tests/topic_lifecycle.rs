@@ -84,7 +84,7 @@ async fn twenty_thousand_idle_topics_expire_and_the_ones_in_use_stay() {
     // "busy" is published to more often than the TTL for the whole test.
     let started = Instant::now();
     let mut last_count = u64::MAX;
-    while started.elapsed() < IDLE_TTL * 4 {
+    while started.elapsed() < IDLE_TTL * 15 {
         publisher.publish("busy", json!("tick")).await;
         last_count = topic_count(&server).await;
         if last_count == 3 {
@@ -194,7 +194,7 @@ async fn replay(server: &TestServer, fields: Value) -> (Value, Vec<u64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_ttl_keeps_old_events_out_of_replay_and_history() {
-    let server = TestServer::start_with(|c| c.history_ttl = Duration::from_secs(1)).await;
+    let server = TestServer::start_with(|c| c.history_ttl = Duration::from_secs(2)).await;
     let mut ws = server.ws().await;
     let epoch = ws.subscribe("feed").await["epoch"].clone();
     for n in 1..=3 {
@@ -202,7 +202,7 @@ async fn history_ttl_keeps_old_events_out_of_replay_and_history() {
     }
     // Before the TTL everything is there.
     assert_eq!(replay(&server, json!({"last_n": 10})).await.1, [1, 2, 3]);
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     ws.publish("feed", json!({"n": 4})).await;
 
     let (ack, seqs) = replay(&server, json!({"last_n": 10})).await;
