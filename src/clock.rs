@@ -48,12 +48,18 @@ thread_local! {
 
 /// The current time, formatted.
 pub fn now() -> Timestamp {
+    stamp().0
+}
+
+/// The current time, formatted and as milliseconds since the Unix epoch (read from one clock
+/// reading, so an event's `ts` and the age `HISTORY_TTL_SECS` checks agree).
+pub fn stamp() -> (Timestamp, u64) {
     let time = SystemTime::now();
     let millis = time
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    CACHE.with(|cache| {
+    let text = CACHE.with(|cache| {
         let (cached_millis, cached) = cache.get();
         if cached_millis == millis {
             return cached;
@@ -61,7 +67,15 @@ pub fn now() -> Timestamp {
         let fresh = Timestamp::from_system_time(time);
         cache.set((millis, fresh));
         fresh
-    })
+    });
+    (text, u64::try_from(millis).unwrap_or(u64::MAX))
+}
+
+/// Milliseconds since the Unix epoch now.
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

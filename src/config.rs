@@ -97,6 +97,11 @@ pub struct Config {
     pub drain_duration: Duration,
     /// Token auth (PROTOCOL.md §4), read by `crate::auth`.
     pub tokens: TokenSettings,
+    /// A topic created by subscribe or publish is removed after this long without a subscriber
+    /// or a publish; zero keeps it.
+    pub topic_idle_ttl: Duration,
+    /// Events older than this are not replayed or listed; zero keeps the whole ring.
+    pub history_ttl: Duration,
 }
 
 /// `DRAIN_DURATION_SECS` when unset in cluster mode: long enough to spread reconnects of many
@@ -147,6 +152,8 @@ impl Default for Config {
             node_id: default_node_id(),
             drain_duration: Duration::ZERO,
             tokens: TokenSettings::default(),
+            topic_idle_ttl: Duration::from_secs(3600),
+            history_ttl: Duration::ZERO,
         }
     }
 }
@@ -255,6 +262,16 @@ pub struct ServerArgs {
     /// Seconds to spread closing clients (1012) over on SIGTERM; default 5 in cluster mode, 0 else.
     #[arg(long, env = "DRAIN_DURATION_SECS", value_parser = whole::<u64, 0, MAX_SECS>)]
     pub drain_duration_secs: Option<u64>,
+    /// Seconds a topic created by subscribe or publish may go without a subscriber or a publish
+    /// before it is removed; 0 = never.
+    #[arg(long, env = "TOPIC_IDLE_TTL_SECS", default_value_t = 3600,
+        value_parser = whole::<u64, 0, MAX_SECS>)]
+    pub topic_idle_ttl_secs: u64,
+    /// Seconds a message stays replayable (last_n, since_seq, history); 0 = as long as the ring
+    /// holds it.
+    #[arg(long, env = "HISTORY_TTL_SECS", default_value_t = 0,
+        value_parser = whole::<u64, 0, MAX_SECS>)]
+    pub history_ttl_secs: u64,
     #[command(flatten)]
     pub auth: AuthArgs,
 }
@@ -335,6 +352,8 @@ impl ServerArgs {
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(default_node_id),
             tokens: self.auth.into_settings(),
+            topic_idle_ttl: Duration::from_secs(self.topic_idle_ttl_secs),
+            history_ttl: Duration::from_secs(self.history_ttl_secs),
         };
         for origin in &config.allowed_origins {
             check_origin(origin)?;
@@ -406,6 +425,8 @@ impl Config {
             ("HEADER_READ_TIMEOUT_SECS", self.header_read_timeout, 1),
             ("SHUTDOWN_TIMEOUT_SECS", self.shutdown_timeout, 0),
             ("DRAIN_DURATION_SECS", self.drain_duration, 0),
+            ("TOPIC_IDLE_TTL_SECS", self.topic_idle_ttl, 0),
+            ("HISTORY_TTL_SECS", self.history_ttl, 0),
         ];
         for (name, value, min) in durations {
             if (min > 0 && value.is_zero()) || value.as_secs() > MAX_SECS {

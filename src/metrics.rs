@@ -173,6 +173,8 @@ pub struct Readings {
     pub events: EventCounts,
     /// Connections closed with `SLOW_CONSUMER`.
     pub slow_consumer_disconnects: u64,
+    /// Implicit topics this node removed for being idle (`TOPIC_IDLE_TTL_SECS`).
+    pub topics_expired: u64,
     /// Whether the cluster backplane is usable (always for the in-memory broker).
     pub backplane_up: bool,
     /// Publish-to-enqueue latency.
@@ -268,6 +270,12 @@ impl Metrics {
             ),
         );
         registry.register(
+            "herald_topics_expired",
+            "Topics created by subscribe or publish that were removed after TOPIC_IDLE_TTL_SECS \
+             without a subscriber or a publish",
+            ConstCounter::new(readings.topics_expired),
+        );
+        registry.register(
             "herald_slow_consumer_disconnects",
             "Connections closed with SLOW_CONSUMER under SLOW_CONSUMER_POLICY=disconnect",
             ConstCounter::new(readings.slow_consumer_disconnects),
@@ -350,12 +358,16 @@ mod tests {
             subscriptions: 3,
             events: EventCounts::default(),
             slow_consumer_disconnects: 0,
+            topics_expired: 7,
             tokens: None,
             backplane_up: true,
             publish_latency: crate::histogram::publish_latency_histogram().snapshot(),
             uptime_secs: 5,
         });
         assert!(text.contains("# TYPE herald_connections gauge\nherald_connections 2\n"));
+        assert!(
+            text.contains("# TYPE herald_topics_expired counter\nherald_topics_expired_total 7\n")
+        );
         assert!(text.contains(
             r#"herald_http_requests_total{route="/topics",method="GET",status="200"} 1"#
         ));

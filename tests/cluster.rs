@@ -999,3 +999,67 @@ async fn deploy_nginx_conf_keeps_tokens_and_keys_out_of_its_logs() {
         }
     }
 }
+
+/// The `seq`s a node's `GET /topics/{name}/history` at `url` lists.
+async fn history_seqs(url: &str) -> Vec<u64> {
+    let (status, body) = get(url).await;
+    assert_eq!(status, 200, "{url}: {body}");
+    body["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("messages in {body}"))
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_ttl_agrees_on_every_node() {
+    let cluster = Cluster::start(
+        2,
+        &[("HISTORY_TTL_SECS", "1"), ("TOPIC_IDLE_TTL_SECS", "1")],
+    )
+    .await;
+    let n = &cluster.nodes;
+    for i in 0..2 {
+        let (status, body) =
+            rest_publish(&n[0].url("/publish"), "aging", json!({ "old": i })).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, fresh) = rest_publish(&n[1].url("/publish"), "aging", json!("new")).await;
+    assert_eq!(status, 200, "{fresh}");
+    let fresh = fresh["seq"].as_u64().expect("publish seq");
+
+    for node in n {
+        // Each node applies the stream on its own: wait for the new event, then nothing older.
+        let url = node.url("/topics/aging/history");
+        let deadline = Instant::now() + SETTLE;
+        let mut listed = history_seqs(&url).await;
+        while listed.last() != Some(&fresh) {
+            assert!(Instant::now() < deadline, "{url}: {listed:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            listed = history_seqs(&url).await;
+        }
+        assert_eq!(listed, [fresh], "{url}");
+
+        let mut ws = WsClient::connect(&node.ws()).await;
+        subscribe(
+            &mut ws,
+            json!({"type": "subscribe", "topic": "aging", "last_n": 10}),
+        )
+        .await;
+        assert_eq!(seqs(&events(&mut ws, 1).await), [fresh]);
+        ws.send_json(json!({"type": "ping", "request_id": "fence"}))
+            .await;
+        let pong = ws.recv_json_no_heartbeat().await;
+        assert_eq!(
+            pong["type"], "pong",
+            "only the fresh one is replayed: {pong}"
+        );
+    }
+    // TOPIC_IDLE_TTL_SECS is not applied in cluster mode (PROTOCOL.md §8): topics stay.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for node in n {
+        assert_eq!(get(&node.url("/topics/aging")).await.0, 200);
+    }
+}

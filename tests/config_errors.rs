@@ -96,6 +96,16 @@ fn each_bad_setting_is_one_line_naming_the_variable_the_value_and_what_is_allowe
         ),
         (
             &[],
+            vec![("TOPIC_IDLE_TTL_SECS", "-5")],
+            format!("TOPIC_IDLE_TTL_SECS=-5: {}", whole(0, 31_536_000)),
+        ),
+        (
+            &[],
+            vec![("HISTORY_TTL_SECS", "1h")],
+            format!("HISTORY_TTL_SECS=1h: {}", whole(0, 31_536_000)),
+        ),
+        (
+            &[],
             vec![("IDLE_TIMEOUT_SECS", "5")],
             "IDLE_TIMEOUT_SECS=5 must be more than HEARTBEAT_INTERVAL_SECS=20: the server pings \
              every heartbeat and closes connections silent for the idle timeout, so clients that \

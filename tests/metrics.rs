@@ -237,6 +237,7 @@ async fn a_known_workload_gives_exact_counts() {
     assert_eq!(m.get("herald_subscriptions", &[]), 3.0);
     assert_eq!(m.get("herald_topics", &[]), 1.0);
     assert_eq!(m.get("herald_slow_consumer_disconnects_total", &[]), 0.0);
+    assert_eq!(m.get("herald_topics_expired_total", &[]), 0.0);
     assert_eq!(m.get("herald_backplane_up", &[]), 1.0);
     let frames = |t: &str| m.get("herald_ws_frames_received_total", &[("type", t)]);
     assert_eq!(frames("subscribe"), 3.0);

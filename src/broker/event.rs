@@ -34,6 +34,8 @@ pub struct StoredEvent {
     /// shared by all of them and by replay; never filled for a topic without one. Boxed so the
     /// empty slot costs a ring entry two words, not a whole frame.
     pub seed_c: OnceLock<Box<Frame>>,
+    /// When it was published, milliseconds since the Unix epoch (`HISTORY_TTL_SECS`).
+    pub at_ms: u64,
 }
 
 impl StoredEvent {
@@ -89,6 +91,7 @@ impl StoredEvent {
             payload: 0..0,
             ts: 0..0,
             seed_c: OnceLock::new(),
+            at_ms: 0,
         }
     }
 
@@ -116,6 +119,8 @@ pub(crate) struct EventBuilder {
     pub(crate) payload: Range<usize>,
     /// Where the timestamp lies in `buf`.
     pub(crate) ts: Range<usize>,
+    /// When it was published, ms since the Unix epoch.
+    pub(crate) at_ms: u64,
 }
 
 impl EventBuilder {
@@ -137,11 +142,24 @@ impl EventBuilder {
             && [&id, &payload, &ts]
                 .iter()
                 .all(|r| r.start <= r.end && text.get((*r).clone()).is_some());
-        ok.then_some(Self {
+        if !ok {
+            return None;
+        }
+        // A node rebuilding its ring from the stream receives old events: their age is the one
+        // their publisher stamped, not the time they arrived here.
+        let at_ms = text
+            .get(ts.clone())
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or_else(clock::unix_millis, |d| {
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+            });
+        Some(Self {
             buf,
             id,
             payload,
             ts,
+            at_ms,
         })
     }
 
@@ -193,7 +211,8 @@ impl EventBuilder {
         let payload_range = payload_start..buf.len();
         buf.extend_from_slice(br#"},"ts":""#);
         let ts_start = buf.len();
-        buf.extend_from_slice(clock::now().as_str().as_bytes());
+        let (now, at_ms) = clock::stamp();
+        buf.extend_from_slice(now.as_str().as_bytes());
         let ts_range = ts_start..buf.len();
         buf.extend_from_slice(br#"","seq":"#);
         Ok(Self {
@@ -201,6 +220,7 @@ impl EventBuilder {
             id: id_range,
             payload: payload_range,
             ts: ts_range,
+            at_ms,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! loom model checks of the broker's lock-free parts (issue 7): the replay ring, the outbox
-//! wake-ups, and the subscriber snapshot that subscribe/unsubscribe swap while a publish reads it.
+//! wake-ups, the subscriber snapshot that subscribe/unsubscribe swap while a publish reads it, and
+//! the idle sweep racing a publish or a subscribe (issue 24).
 //!
 //! Built and run only with the `herald_loom` cfg (`.ci/run` does this):
 //!
@@ -37,6 +38,7 @@ fn event(seq: u64) -> Arc<StoredEvent> {
         payload: 0..0,
         ts: 0..0,
         seed_c: std::sync::OnceLock::new(),
+        at_ms: 0,
     })
 }
 
@@ -144,6 +146,7 @@ fn item(text: &'static str) -> Outgoing {
         payload: 0..0,
         ts: 0..0,
         seed_c: std::sync::OnceLock::new(),
+        at_ms: 0,
     }))
 }
 
@@ -319,5 +322,73 @@ fn concurrent_publishes_reach_a_subscriber_in_seq_order() {
         assert_eq!(received, [1, 2]);
         let stored: Vec<u64> = topic.history(4).iter().map(|e| e.seq).collect();
         assert_eq!(stored, [1, 2]);
+    });
+}
+
+/// The idle sweep's two steps on `topic` at sweep clock `now` with a TTL of 0: the look outside
+/// the lock, then (when idle) the re-check under the sequencer that `Broker::expire` runs inside
+/// `DashMap::remove_if`. Returns whether the topic was retired.
+fn sweep(topic: &Topic, now: u64) -> bool {
+    let mark = topic.life().mark(topic.messages());
+    let idle = topic.life().idle(now, 0, mark, topic.subscriber_count());
+    idle.is_some_and(|mark| topic.retire_if_idle(mark))
+}
+
+/// An implicit topic the sweep has looked at once, so its next look may find it idle.
+fn seen_idle_topic() -> Arc<Topic> {
+    let topic = Topic::new(TopicName::parse("t").unwrap(), 4, 0).with_lifecycle(true, 0);
+    assert!(
+        !sweep(&topic, 0),
+        "the first look only starts the idle clock"
+    );
+    Arc::new(topic)
+}
+
+#[test]
+fn the_sweep_racing_a_publish_never_retires_a_topic_the_publish_landed_in() {
+    loom::model(|| {
+        let topic = seen_idle_topic();
+        let publisher = {
+            let topic = topic.clone();
+            thread::spawn(move || {
+                let mut event =
+                    EventBuilder::new(topic.name(), None, Payload::Text("x"), 1024).unwrap();
+                topic.publish(&mut event).unwrap()
+            })
+        };
+        let retired = sweep(&topic, 1);
+        let published = publisher.join().unwrap();
+        // Exactly one wins: a publish that landed keeps the topic; one that lost sees it deleted
+        // (`None`, so `Broker::publish` retries on a fresh topic) and stored nothing.
+        assert_ne!(
+            retired,
+            published.is_some(),
+            "retired {retired}, published {published:?}"
+        );
+        assert_eq!(topic.is_deleted(), retired);
+        assert_eq!(topic.messages(), u64::from(!retired));
+    });
+}
+
+#[test]
+fn the_sweep_racing_a_subscribe_and_unsubscribe_never_retires_a_topic_subscribed_to() {
+    loom::model(|| {
+        let topic = seen_idle_topic();
+        let subscribing = {
+            let topic = topic.clone();
+            thread::spawn(move || {
+                let joined = topic.subscribe(&subscriber(1), &Replay::None, None);
+                // The subscriber leaves again at once: the topic still was not idle for the TTL.
+                let left = joined && topic.unsubscribe(ConnId(1));
+                (joined, left)
+            })
+        };
+        let retired = sweep(&topic, 1);
+        let (joined, left) = subscribing.join().unwrap();
+        // A subscribe that joined the topic keeps it, even after leaving again before the sweep's
+        // re-check; one that lost sees it deleted and `Broker::subscribe` retries.
+        assert_ne!(retired, joined, "retired {retired}, joined {joined}");
+        assert_eq!(left, joined);
+        assert_eq!(topic.is_deleted(), retired);
     });
 }

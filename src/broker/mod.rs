@@ -9,16 +9,21 @@
 mod counts;
 mod event;
 mod history;
+mod lifecycle;
 #[cfg(all(test, herald_loom))]
 mod loom_tests;
 pub mod outbox;
+mod rate_limit;
 pub mod ring;
 mod subscriber;
+mod sweep;
+#[cfg(test)]
+mod sweep_tests;
 mod topic;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -30,12 +35,17 @@ pub use event::StoredEvent;
 pub use outbox::{Outbox, Outgoing, Pushed};
 pub use ring::Ring;
 pub use subscriber::{ConnId, Subscriber};
+use sweep::Sweeper;
+pub use sweep::{sweep_interval, SWEEP_BATCH};
 pub use topic::{new_epoch, Identity, Topic};
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::histogram::{self, Histogram, HistogramSnapshot};
 use crate::protocol::{Frame, Payload, Published, Replay, SubscribeAck, TopicName};
+
+/// Lookups a publish or subscribe makes when the topic it found is deleted or expired meanwhile.
+const RETRIES: usize = 4;
 
 /// The topic registry and the settings the engine enforces.
 #[derive(Debug)]
@@ -64,6 +74,12 @@ pub struct Broker {
     retired: Mutex<EventCounts>,
     /// Publish-to-enqueue latency (sharded, so publishers on different threads do not contend).
     publish_latency: Histogram,
+    /// `TOPIC_IDLE_TTL_SECS` when implicit topics expire here (single node, not 0).
+    idle_ttl: Option<Duration>,
+    /// `HISTORY_TTL_SECS` in ms for new topics; 0 keeps events regardless of age.
+    history_ttl_ms: u64,
+    /// The idle sweep's queue and count.
+    sweeper: Sweeper,
 }
 
 impl Broker {
@@ -81,6 +97,10 @@ impl Broker {
             started: Instant::now(),
             retired: Mutex::new(EventCounts::default()),
             publish_latency: histogram::publish_latency_histogram(),
+            idle_ttl: (!config.topic_idle_ttl.is_zero() && config.nats_url.is_none())
+                .then_some(config.topic_idle_ttl),
+            history_ttl_ms: u64::try_from(config.history_ttl.as_millis()).unwrap_or(u64::MAX),
+            sweeper: Sweeper::new(config.topic_idle_ttl),
         }
     }
 
@@ -115,12 +135,12 @@ impl Broker {
                 format!("topic `{name}` does not exist"),
             ));
         }
-        self.insert(name).map(|(topic, _)| topic)
+        self.insert(name, true).map(|(topic, _)| topic)
     }
 
     /// Creates `name` explicitly (`POST /topics`); `CONFLICT` when it exists.
     pub fn create_topic(&self, name: &TopicName) -> Result<Arc<Topic>, ApiError> {
-        match self.insert(name)? {
+        match self.insert(name, false)? {
             (topic, true) => Ok(topic),
             (_, false) => Err(ApiError::new(
                 ErrorCode::Conflict,
@@ -129,8 +149,9 @@ impl Broker {
         }
     }
 
-    /// Inserts a topic unless one exists; returns it and whether it was created now.
-    fn insert(&self, name: &TopicName) -> Result<(Arc<Topic>, bool), ApiError> {
+    /// Inserts a topic unless one exists; returns it and whether it was created now. An
+    /// `implicit` one (made by subscribe or publish) may expire when idle.
+    fn insert(&self, name: &TopicName, implicit: bool) -> Result<(Arc<Topic>, bool), ApiError> {
         match self.topics.entry(name.clone()) {
             Entry::Occupied(e) => Ok((e.get().clone(), false)),
             Entry::Vacant(e) => {
@@ -143,12 +164,15 @@ impl Broker {
                         format!("MAX_TOPICS ({}) reached", self.max_topics),
                     ));
                 }
-                let topic = Arc::new(Topic::new(
-                    name.clone(),
-                    self.ring_size,
-                    self.max_publish_rate,
-                ));
+                let expires = implicit && self.idle_ttl.is_some();
+                let topic = Arc::new(
+                    Topic::new(name.clone(), self.ring_size, self.max_publish_rate)
+                        .with_lifecycle(expires, self.history_ttl_ms),
+                );
                 e.insert(topic.clone());
+                if expires {
+                    self.sweeper.watch(&topic);
+                }
                 Ok((topic, true))
             }
         }
@@ -158,12 +182,15 @@ impl Broker {
     /// is replaced, and its subscribers get `topic_deleted`; the same generation is kept as is.
     pub fn install(&self, name: &TopicName, identity: Identity) -> Arc<Topic> {
         let fresh = || {
-            Arc::new(Topic::with_identity(
-                name.clone(),
-                self.ring_size,
-                self.max_publish_rate,
-                identity.clone(),
-            ))
+            Arc::new(
+                Topic::with_identity(
+                    name.clone(),
+                    self.ring_size,
+                    self.max_publish_rate,
+                    identity.clone(),
+                )
+                .with_lifecycle(false, self.history_ttl_ms),
+            )
         };
         match self.topics.entry(name.clone()) {
             Entry::Occupied(mut e) => {
@@ -201,6 +228,46 @@ impl Broker {
         topic.close();
         *retired += topic.event_counts();
         true
+    }
+
+    /// One idle-sweep tick (`TOPIC_IDLE_TTL_SECS`): looks at up to [`SWEEP_BATCH`] implicit topics
+    /// and removes those idle for the TTL (`lifecycle.rs` says why that never races a publish or
+    /// subscribe). Returns how many it removed; nothing when the TTL is off.
+    pub fn sweep(&self) -> usize {
+        if self.idle_ttl.is_none() {
+            return 0;
+        }
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.sweeper
+            .tick(now, |topic, mark| self.expire(topic, mark))
+    }
+
+    /// Removes `topic` if it is still the live topic of its name and its activity mark is still
+    /// `mark`.
+    fn expire(&self, topic: &Arc<Topic>, mark: u64) -> bool {
+        // Held across the removal, as in `delete_topic`, so a scrape counts the topic's events
+        // exactly once.
+        let mut retired = self.retired.lock();
+        let removed = self.topics.remove_if(topic.name(), |_, live| {
+            Arc::ptr_eq(live, topic) && live.retire_if_idle(mark)
+        });
+        if removed.is_none() {
+            return false;
+        }
+        self.topic_count.fetch_sub(1, Ordering::AcqRel);
+        *retired += topic.event_counts();
+        true
+    }
+
+    /// Implicit topics removed for being idle since start.
+    pub fn topics_expired(&self) -> u64 {
+        self.sweeper.expired()
+    }
+
+    /// `TOPIC_IDLE_TTL_SECS`, when on here (off in cluster mode, where topics live in the shared
+    /// registry).
+    pub fn idle_ttl(&self) -> Option<Duration> {
+        self.idle_ttl
     }
 
     /// Whether another topic may be created (`MAX_TOPICS`); `LIMIT_EXCEEDED` when not.
@@ -245,9 +312,11 @@ impl Broker {
     ) -> Result<Published, ApiError> {
         let start = Instant::now();
         let mut frame = EventBuilder::new(name, id, payload, self.max_message_bytes)?;
-        // A topic deleted between lookup and publish is looked up once more: with auto-create the
-        // message lands in the new topic, otherwise the caller hears TOPIC_NOT_FOUND.
-        for _ in 0..2 {
+        // A topic deleted (or expired) between lookup and publish is looked up again: with
+        // auto-create the message lands in a new topic, otherwise the caller hears
+        // TOPIC_NOT_FOUND. A new topic cannot expire before the sweep saw it idle for the TTL,
+        // so the retries end.
+        for _ in 0..RETRIES {
             let topic = self.resolve(name)?;
             if let Some(published) = topic.publish(&mut frame)? {
                 self.publish_latency.observe_duration(start.elapsed());
@@ -269,7 +338,7 @@ impl Broker {
         replay: &Replay,
         ack: Option<&dyn Fn(&SubscribeAck) -> Frame>,
     ) -> Result<Arc<Topic>, ApiError> {
-        for _ in 0..2 {
+        for _ in 0..RETRIES {
             let topic = self.resolve(name)?;
             if topic.subscribe(subscriber, replay, ack) {
                 return Ok(topic);

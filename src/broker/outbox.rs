@@ -269,6 +269,7 @@ mod tests {
             payload: 0..0,
             ts: 0..0,
             seed_c: std::sync::OnceLock::new(),
+            at_ms: 0,
         }))
     }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Outgoing, Pushed};
 use crate::protocol::Dialect;
 
 /// A connection's identity inside the engine, unique for the process's life.
@@ -47,6 +47,11 @@ impl Subscribers {
         self.plain.len() + self.seed_c.len()
     }
 
+    /// Whether there is no subscription at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.plain.is_empty() && self.seed_c.is_empty()
+    }
+
     /// Whether `conn` holds a subscription, in either shape.
     pub(crate) fn contains(&self, conn: ConnId) -> bool {
         self.all().any(|r| r.conn == conn)
@@ -77,6 +82,36 @@ impl Subscribers {
         Self {
             plain: keep(&self.plain),
             seed_c: keep(&self.seed_c),
+        }
+    }
+}
+
+/// What one publish's fan-out did, for the tally.
+#[derive(Debug, Default)]
+pub(crate) struct FanOut {
+    /// Events queued.
+    pub(crate) delivered: u64,
+    /// Of those, queued by evicting an older one (`drop_oldest`).
+    pub(crate) dropped: u64,
+    /// Refused by an outbox that overflowed under `disconnect`.
+    pub(crate) overflowed: u64,
+    /// Refused by an outbox whose connection is closing.
+    pub(crate) closed: u64,
+}
+
+impl FanOut {
+    /// Queues `item` in `outbox` without waiting and counts what happened. An overflowed outbox
+    /// is closed by its own writer task; the publisher never waits.
+    #[inline]
+    pub(crate) fn add(&mut self, outbox: &Outbox, item: Outgoing) {
+        match outbox.push(item) {
+            Pushed::Queued => self.delivered += 1,
+            Pushed::DroppedOldest => {
+                self.delivered += 1;
+                self.dropped += 1;
+            }
+            Pushed::Rejected if outbox.is_closed() => self.closed += 1,
+            Pushed::Rejected => self.overflowed += 1,
         }
     }
 }

@@ -15,16 +15,17 @@ use std::io::Write;
 use std::mem;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::counts::EventCounts;
 use super::event::{EventBuilder, StoredEvent};
 use super::history::{History, SparseRing};
-use super::outbox::{Outbox, Outgoing, Pushed};
+use super::lifecycle::{self, Lifecycle};
+use super::outbox::Outgoing;
+use super::rate_limit::RateLimiter;
 use super::ring::Ring;
-use super::subscriber::{ConnId, Subscriber, Subscribers};
+use super::subscriber::{ConnId, FanOut, Subscriber, Subscribers};
 use crate::clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::server as frames;
@@ -34,32 +35,6 @@ use crate::sync::{ArcSwap, AtomicBool, AtomicU64, Mutex};
 /// A fresh opaque epoch: 16 hex digits of a random UUID.
 pub fn new_epoch() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..16].to_string()
-}
-
-/// Per-topic token bucket for `MAX_PUBLISH_RATE` (burst = one second's worth).
-#[derive(Debug)]
-struct RateLimiter {
-    /// Tokens per second, and the bucket size.
-    rate: f64,
-    /// Tokens available now.
-    tokens: f64,
-    /// When `tokens` was last refilled.
-    last: Instant,
-}
-
-impl RateLimiter {
-    fn try_take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.rate);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// State only the sequencer's holder may touch.
@@ -109,6 +84,10 @@ pub struct Topic {
     dropped: AtomicU64,
     /// The rest of the topic's event counts, for `/metrics`.
     tally: Tally,
+    /// What the idle sweep knows of it.
+    life: Lifecycle,
+    /// `HISTORY_TTL_SECS` in ms: older events are not replayed; 0 keeps them all.
+    history_ttl_ms: u64,
 }
 
 /// A topic's event counts besides `dropped`. Only the sequencer's holder writes them, so a write
@@ -125,32 +104,6 @@ struct Tally {
     dropped_closed: AtomicU64,
 }
 
-/// What one publish's fan-out did, for the tally.
-#[derive(Debug, Default)]
-struct FanOut {
-    delivered: u64,
-    dropped: u64,
-    overflowed: u64,
-    closed: u64,
-}
-
-impl FanOut {
-    /// Queues `item` in `outbox` without waiting and counts what happened. An overflowed outbox
-    /// is closed by its own writer task; the publisher never waits.
-    #[inline]
-    fn add(&mut self, outbox: &Outbox, item: Outgoing) {
-        match outbox.push(item) {
-            Pushed::Queued => self.delivered += 1,
-            Pushed::DroppedOldest => {
-                self.delivered += 1;
-                self.dropped += 1;
-            }
-            Pushed::Rejected if outbox.is_closed() => self.closed += 1,
-            Pushed::Rejected => self.overflowed += 1,
-        }
-    }
-}
-
 /// Adds `n` to a counter that only the sequencer's holder writes.
 fn bump(counter: &AtomicU64, n: u64) {
     if n > 0 {
@@ -161,11 +114,7 @@ fn bump(counter: &AtomicU64, n: u64) {
 impl Topic {
     /// A new empty topic with a fresh epoch.
     pub fn new(name: TopicName, ring_size: usize, max_publish_rate: u32) -> Self {
-        let limiter = (max_publish_rate > 0).then(|| RateLimiter {
-            rate: f64::from(max_publish_rate),
-            tokens: f64::from(max_publish_rate),
-            last: Instant::now(),
-        });
+        let limiter = (max_publish_rate > 0).then(|| RateLimiter::per_second(max_publish_rate));
         Self {
             name,
             epoch: new_epoch().into(),
@@ -177,7 +126,27 @@ impl Topic {
             deleted: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             tally: Tally::default(),
+            life: Lifecycle::new(false),
+            history_ttl_ms: 0,
         }
+    }
+
+    /// The same topic, expiring when idle if `implicit`, replaying events younger than
+    /// `history_ttl_ms` only (0 = all).
+    pub(crate) fn with_lifecycle(mut self, implicit: bool, history_ttl_ms: u64) -> Self {
+        self.life = Lifecycle::new(implicit);
+        self.history_ttl_ms = history_ttl_ms;
+        self
+    }
+
+    /// What the idle sweep knows of it.
+    pub(crate) fn life(&self) -> &Lifecycle {
+        &self.life
+    }
+
+    /// Whether it was created by subscribe or publish and may expire when idle.
+    pub fn is_implicit(&self) -> bool {
+        self.life.is_implicit()
     }
 
     /// A cluster-mode topic: its identity comes from the shared registry and its `seq`s from the
@@ -253,9 +222,33 @@ impl Topic {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// Up to `n` stored events, oldest first.
+    /// Up to `n` stored events younger than `HISTORY_TTL_SECS`, oldest first.
     pub fn history(&self, n: usize) -> Vec<Arc<StoredEvent>> {
-        self.ring.last_n(n)
+        let mut events = self.ring.last_n(n);
+        self.drop_aged(&mut events);
+        events
+    }
+
+    /// Drops events older than `HISTORY_TTL_SECS`; returns whether any went.
+    fn drop_aged(&self, events: &mut Vec<Arc<StoredEvent>>) -> bool {
+        self.history_ttl_ms > 0
+            && lifecycle::drop_aged(events, self.history_ttl_ms, crate::clock::unix_millis())
+    }
+
+    /// The sweep's removal check, run inside `DashMap::remove_if`: marks the topic deleted if it
+    /// has no subscriber and its activity mark is still `mark` (nothing was published, subscribed
+    /// or unsubscribed since the sweep looked). Under the sequencer, so no publish or subscribe is
+    /// inside.
+    pub(crate) fn retire_if_idle(&self, mark: u64) -> bool {
+        let _sequencer = self.sequencer.lock();
+        if self.is_deleted()
+            || !self.subscribers.load().is_empty()
+            || self.life.mark(self.ring.messages()) != mark
+        {
+            return false;
+        }
+        self.deleted.store(true, Ordering::Release);
+        true
     }
 
     /// Assigns the next `seq`, stores the event and queues it for every subscriber.
@@ -322,6 +315,7 @@ impl Topic {
             payload: event.payload.clone(),
             ts: event.ts.clone(),
             seed_c: OnceLock::new(),
+            at_ms: event.at_ms,
         });
         let mut counts = FanOut::default();
         let subscribers = self.subscribers.load();
@@ -359,6 +353,7 @@ impl Topic {
         if self.is_deleted() {
             return false;
         }
+        self.life.touch();
         let current = self.subscribers.load();
         let already = current.contains(subscriber.conn);
         if !already {
@@ -370,14 +365,16 @@ impl Topic {
             _ if already => (Vec::new(), None),
             Replay::None => (Vec::new(), None),
             Replay::LastN(n) => (
-                self.ring.last_n(usize::try_from(*n).unwrap_or(usize::MAX)),
+                self.history(usize::try_from(*n).unwrap_or(usize::MAX)),
                 Some(true),
             ),
             Replay::Since { epoch: Some(e), .. } if **e != *self.epoch => (Vec::new(), Some(false)),
             Replay::Since { seq, .. } if *seq > latest => (Vec::new(), Some(false)),
             Replay::Since { seq, .. } => {
-                let (events, complete) = self.ring.since(*seq);
-                (events, Some(complete))
+                // Events past HISTORY_TTL_SECS are ones the client has not seen: a gap.
+                let (mut events, complete) = self.ring.since(*seq);
+                let aged = self.drop_aged(&mut events);
+                (events, Some(complete && !aged))
             }
         };
         let mut out = Vec::with_capacity(events.len() + 1);
@@ -413,6 +410,8 @@ impl Topic {
             return false;
         }
         self.subscribers.store(Arc::new(current.without(conn)));
+        // The idle time of a topic whose last subscriber left starts now.
+        self.life.touch();
         true
     }
 
@@ -421,7 +420,7 @@ impl Topic {
         let _sequencer = self.sequencer.lock();
         self.deleted.store(true, Ordering::Release);
         let gone = self.subscribers.swap(Arc::new(Subscribers::default()));
-        if gone.len() == 0 {
+        if gone.is_empty() {
             return;
         }
         let info = frames::info_topic_deleted(&self.name);
@@ -436,6 +435,7 @@ impl Topic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::Outbox;
     use crate::config::SlowConsumerPolicy;
     use crate::protocol::Dialect;
     use crate::protocol::Payload;

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Capability;
-use crate::broker::{Broker, ConnId, EventCounts, StoredEvent, Subscriber, Topic, TopicStats};
+use crate::broker::{
+    sweep_interval, Broker, ConnId, EventCounts, StoredEvent, Subscriber, Topic, TopicStats,
+};
 use crate::cluster::{Backplane, NodeCounts};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
@@ -64,8 +66,28 @@ impl Node {
         })
     }
 
-    /// Starts the cluster tasks on `tracker`; they end when `shutdown` is cancelled.
+    /// Starts the background tasks (the idle-topic sweep, the cluster's) on `tracker`; they end
+    /// when `shutdown` is cancelled.
     pub fn start(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
+        if let Some(ttl) = self.broker.idle_ttl() {
+            let broker = self.broker.clone();
+            let stop = shutdown.clone();
+            tracker.spawn(async move {
+                let mut tick = tokio::time::interval(sweep_interval(ttl));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        _ = tick.tick() => {
+                            let expired = broker.sweep();
+                            if expired > 0 {
+                                tracing::debug!(expired, "idle topics expired");
+                            }
+                        }
+                    }
+                }
+            });
+        }
         let weak = Arc::downgrade(self);
         self.backplane.start(
             tracker,
@@ -199,6 +221,11 @@ impl Node {
     /// Publish-to-enqueue latency so far.
     pub fn publish_latency(&self) -> HistogramSnapshot {
         self.broker.publish_latency()
+    }
+
+    /// Topics this node removed for being idle (`TOPIC_IDLE_TTL_SECS`) since start.
+    pub fn topics_expired(&self) -> u64 {
+        self.broker.topics_expired()
     }
 
     /// Whether this node can serve: always on a single node; in cluster mode, connected to NATS
