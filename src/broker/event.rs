@@ -77,7 +77,7 @@ impl StoredEvent {
     pub fn frame_for(&self, dialect: Dialect) -> &Frame {
         match dialect {
             Dialect::SeedC => self.seed_c(),
-            Dialect::Canonical | Dialect::SeedA => &self.frame,
+            Dialect::Canonical => &self.frame,
         }
     }
 

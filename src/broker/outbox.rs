@@ -27,8 +27,11 @@ pub enum Outgoing {
     /// A live event for a seed-c subscription: sent as [`StoredEvent::seed_c`], which the
     /// first such send renders; discarded like `Event`.
     SeedC(Arc<StoredEvent>),
-    /// One text frame that is not an event (a reply or an info frame); never silently dropped.
+    /// A reply: one text frame that is not an event; never silently dropped.
     Frame(Box<Frame>),
+    /// An `info` frame (`topic_deleted`, `token_expiring`): never dropped under `drop_oldest`,
+    /// and not sent at all to a quiet connection (a seed client's, see [`Outbox::set_quiet`]).
+    Info(Box<Frame>),
     /// Several text frames, sent in order.
     Batch(Box<Vec<Frame>>),
 }
@@ -37,6 +40,11 @@ impl Outgoing {
     /// A reply or info frame.
     pub fn frame(frame: Frame) -> Self {
         Self::Frame(Box::new(frame))
+    }
+
+    /// An `info` frame.
+    pub fn info(frame: Frame) -> Self {
+        Self::Info(Box::new(frame))
     }
 
     /// Frames that go out together, in order.
@@ -49,7 +57,7 @@ impl Outgoing {
         match self {
             Self::Event(event) => std::slice::from_ref(&event.frame),
             Self::SeedC(event) => std::slice::from_ref(event.seed_c()),
-            Self::Frame(frame) => std::slice::from_ref(frame),
+            Self::Frame(frame) | Self::Info(frame) => std::slice::from_ref(frame),
             Self::Batch(frames) => frames,
         }
     }

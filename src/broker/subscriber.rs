@@ -35,7 +35,7 @@ pub(crate) struct Recipient {
 /// without any pays one empty-list check per publish, nothing per delivery.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Subscribers {
-    /// Canonical and seed-a subscriptions: the stored event frame.
+    /// Canonical subscriptions (seed a's included): the stored event frame.
     pub(crate) plain: Vec<Recipient>,
     /// Seed-c subscriptions: the event's seed-c frame.
     pub(crate) seed_c: Vec<Recipient>,
@@ -71,7 +71,7 @@ impl Subscribers {
         };
         match subscriber.dialect {
             Dialect::SeedC => next.seed_c.push(recipient),
-            Dialect::Canonical | Dialect::SeedA => next.plain.push(recipient),
+            Dialect::Canonical => next.plain.push(recipient),
         }
         next
     }

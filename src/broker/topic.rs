@@ -424,10 +424,8 @@ impl Topic {
             return;
         }
         let info = frames::info_topic_deleted(&self.name);
-        // Seed clients read every frame as a message and their seeds never delete a topic; for
-        // them the subscription just ends (PROTOCOL.md §2).
-        for recipient in gone.plain.iter().filter(|r| !r.outbox.is_quiet()) {
-            recipient.outbox.push(Outgoing::frame(info.clone()));
+        for recipient in gone.all() {
+            recipient.outbox.push(Outgoing::info(info.clone()));
         }
     }
 }

@@ -5,11 +5,9 @@
 /// (PROTOCOL.md §2): seed clients read their own server's shape, not herald's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dialect {
-    /// herald's own frames (`type`): event frames as PROTOCOL.md §1 shows them.
+    /// herald's own frames (`type`), and seed a's `/ws/sub/{topic}`: the event frame of §1.
     #[default]
     Canonical,
-    /// A `/ws/sub/{topic}` socket (seed a): canonical events, and no JSON frame that is not one.
-    SeedA,
     /// Frames that name their kind with `action` (seed c): events as seed c's `Message` struct.
     SeedC,
 }

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tracing::{debug, Span};
 
 use super::{Due, ReadEnd, Session};
+use crate::broker::Outgoing;
 use crate::error::{ApiError, ErrorCode};
 use crate::node::secs_until;
 use crate::protocol::{server as frames, RequestId};
@@ -49,9 +50,8 @@ impl Session {
             Due::Expiring => {
                 let token = self.auth.caller.token()?;
                 let left = secs_until(token.expires_at);
-                if !self.subscriber.outbox.is_quiet() {
-                    self.push(frames::info_token_expiring(left));
-                }
+                let info = Outgoing::info(frames::info_token_expiring(left));
+                self.subscriber.outbox.push(info);
                 let at =
                     Instant::now() + Duration::from_secs(left) + self.state.node.gate().leeway();
                 self.auth.due = Some((at, Due::Expired));

@@ -67,7 +67,7 @@ impl Session {
         // message: an `action` frame is acked only when it asks to be (`request_id`), and the
         // connection gets no JSON `info` frames (PROTOCOL.md §2).
         let seed_c = frame.dialect == Dialect::SeedC;
-        if seed_c && !self.subscriber.outbox.is_quiet() {
+        if seed_c {
             self.subscriber.outbox.set_quiet();
         }
         let ack = !seed_c || rid.is_some();

@@ -266,7 +266,7 @@ impl Session {
     /// every frame as a message, so the socket gets no JSON `info` frames either.
     pub(super) async fn subscribe_on_open(&mut self, topic: TopicName) {
         self.subscriber.outbox.set_quiet();
-        self.subscribe(topic, None, Replay::None, false, Dialect::SeedA)
+        self.subscribe(topic, None, Replay::None, false, Dialect::Canonical)
             .await;
     }
 

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::broker::Outbox;
+use crate::broker::{Outbox, Outgoing};
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::server as frames;
 use crate::protocol::Frame;
@@ -179,10 +179,15 @@ where
         }
     }
 
-    /// Queues up to `max` outbox items.
+    /// Queues up to `max` outbox items. A quiet connection's client (a seed's) reads every text
+    /// frame as a message, so its `info` frames are not sent (PROTOCOL.md §2).
     fn take_outbox(&mut self, max: usize) {
+        let quiet = self.outbox.is_quiet();
         for _ in 0..max {
             let Some(item) = self.outbox.pop() else { break };
+            if quiet && matches!(item, Outgoing::Info(_)) {
+                continue;
+            }
             self.wire.item(item);
         }
     }
