@@ -173,7 +173,8 @@ pub struct Readings {
     pub events: EventCounts,
     /// Connections closed with `SLOW_CONSUMER`.
     pub slow_consumer_disconnects: u64,
-    /// Implicit topics this node removed for being idle (`TOPIC_IDLE_TTL_SECS`).
+    /// Implicit topics this node removed for being idle (`TOPIC_IDLE_TTL_SECS`); in a cluster,
+    /// the removals this node carried out.
     pub topics_expired: u64,
     /// Whether the cluster backplane is usable (always for the in-memory broker).
     pub backplane_up: bool,
@@ -272,7 +273,7 @@ impl Metrics {
         registry.register(
             "herald_topics_expired",
             "Topics created by subscribe or publish that were removed after TOPIC_IDLE_TTL_SECS \
-             without a subscriber or a publish",
+             without a subscriber or a publish (in a cluster: the removals this node carried out)",
             ConstCounter::new(readings.topics_expired),
         );
         registry.register(

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, http, WsClient};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -411,6 +412,13 @@ async fn rest_publish(url: &str, topic: &str, payload: Value) -> (u16, Value) {
 /// GETs JSON.
 /// `herald_backplane_up` as node `url` (a `/metrics` URL) reports it.
 async fn backplane_up(url: &str) -> String {
+    metric(url, "herald_backplane_up")
+        .await
+        .unwrap_or_else(|| "missing".to_owned())
+}
+
+/// The value of the sample `name` in node `url`'s `/metrics`.
+async fn metric(url: &str, name: &str) -> Option<String> {
     let text = http()
         .get(url)
         .send()
@@ -420,9 +428,8 @@ async fn backplane_up(url: &str) -> String {
         .await
         .expect("metrics body");
     text.lines()
-        .find_map(|l| l.strip_prefix("herald_backplane_up "))
-        .unwrap_or("missing")
-        .to_owned()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map(str::to_owned)
 }
 
 async fn get(url: &str) -> (u16, Value) {
@@ -1057,9 +1064,185 @@ async fn history_ttl_agrees_on_every_node() {
             "only the fresh one is replayed: {pong}"
         );
     }
-    // TOPIC_IDLE_TTL_SECS is not applied in cluster mode (PROTOCOL.md §8): topics stay.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+}
+
+/// `herald_topics_expired_total` as node `url` (a `/metrics` URL) reports it.
+async fn topics_expired(url: &str) -> u64 {
+    metric(url, "herald_topics_expired_total")
+        .await
+        .and_then(|v| v.parse().ok())
+        .expect("herald_topics_expired_total")
+}
+
+/// The names of the topics node `url` (a `/topics` URL) lists that start with `prefix`.
+async fn listed(url: &str, prefix: &str) -> Vec<String> {
+    let (status, body) = get(url).await;
+    assert_eq!(status, 200, "{body}");
+    body["topics"]
+        .as_array()
+        .unwrap_or_else(|| panic!("topics in {body}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .filter(|name| name.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Makes `count` topics `{prefix}.{i}` by publishing one message to each (16 at a time) through
+/// `url`; returns their names.
+async fn publish_once_each(url: &str, prefix: &str, count: usize) -> Vec<String> {
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}.{i}")).collect();
+    futures_util::stream::iter(names.iter())
+        .for_each_concurrent(16, |name| async move {
+            let (status, body) = rest_publish(url, name, json!(1)).await;
+            assert_eq!(status, 200, "{body}");
+        })
+        .await;
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_topics_expire_on_every_node_and_busy_ones_stay() {
+    let cluster = Cluster::start(2, &[("TOPIC_IDLE_TTL_SECS", "1")]).await;
+    let n = &cluster.nodes;
+    // Idle ones: many made by publishes on node 0 (more than one expiry round's batch), and one a
+    // subscriber on node 1 made and left after reading an event.
+    publish_once_each(&n[0].url("/publish"), "idle", 1100).await;
+    let mut left = WsClient::connect(&n[1].ws()).await;
+    let ack = subscribe(
+        &mut left,
+        json!({"type": "subscribe", "topic": "idle.left"}),
+    )
+    .await;
+    let old_epoch = ack["epoch"].as_str().expect("epoch").to_owned();
+    let (status, body) = rest_publish(&n[0].url("/publish"), "idle.left", json!("x")).await;
+    assert_eq!(status, 200, "{body}");
+    let last_seq = seqs(&events(&mut left, 1).await)[0];
+    drop(left);
+
+    // Busy ones: a subscriber on node 1 only, a topic published to every 200 ms, and an explicit one.
+    let mut holder = WsClient::connect(&n[1].ws()).await;
+    subscribe(
+        &mut holder,
+        json!({"type": "subscribe", "topic": "busy.held"}),
+    )
+    .await;
+    let created = http()
+        .post(n[1].url("/topics"))
+        .json(&json!({"name": "busy.explicit"}))
+        .send()
+        .await
+        .expect("POST /topics");
+    assert_eq!(created.status(), 201);
+    let publisher_url = n[0].url("/publish");
+    let publisher = tokio::spawn(async move {
+        loop {
+            let (status, body) = rest_publish(&publisher_url, "busy.published", json!(1)).await;
+            assert_eq!(status, 200, "{body}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(20);
     for node in n {
-        assert_eq!(get(&node.url("/topics/aging")).await.0, 200);
+        loop {
+            let idle = listed(&node.url("/topics"), "idle.").await;
+            if idle.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} idle topics left on {}: {:?}",
+                idle.len(),
+                node.port,
+                &idle[..idle.len().min(5)]
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Two more TTLs: the busy ones are still there, on both nodes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for node in n {
+        let busy = listed(&node.url("/topics"), "busy.").await;
+        assert_eq!(
+            busy,
+            ["busy.explicit", "busy.held", "busy.published"],
+            "node {}",
+            node.port
+        );
+    }
+    publisher.abort();
+    let expired: u64 = futures_util::future::join_all(n.iter().map(|node| {
+        let url = node.url("/metrics");
+        async move { topics_expired(&url).await }
+    }))
+    .await
+    .into_iter()
+    .sum();
+    assert_eq!(expired, 1101, "counted once, by the node that removed each");
+
+    // A resume across the expiry is told it lost the thread, on either node, and both agree on
+    // the new life.
+    let mut resumed = WsClient::connect(&n[0].ws()).await;
+    let ack = subscribe(
+        &mut resumed,
+        json!({"type": "subscribe", "topic": "idle.left", "since_seq": last_seq, "epoch": old_epoch}),
+    )
+    .await;
+    assert_eq!(ack["recovered"], false, "{ack}");
+    let new_epoch = ack["epoch"].as_str().expect("epoch").to_owned();
+    assert_ne!(new_epoch, old_epoch);
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (status, view) = get(&n[1].url("/topics/idle.left")).await;
+        if status == 200 && view["epoch"] == new_epoch.as_str() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 never saw the new life: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(holder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_racing_cluster_expiry_is_never_dropped() {
+    let cluster = Cluster::start(2, &[("TOPIC_IDLE_TTL_SECS", "1")]).await;
+    let n = &cluster.nodes;
+    let names = publish_once_each(&n[0].url("/publish"), "race", 600).await;
+    // Subscribes on the node that does not lead expiry, one every few ms, across the moment the
+    // topics expire: each is either in the old life (which then stays) or in a new one, and none
+    // is acked and then told `topic_deleted`.
+    let subscribers = (0..6).map(|k| {
+        let url = n[1].ws();
+        let mine: Vec<String> = names.iter().skip(k).step_by(6).cloned().collect();
+        tokio::spawn(async move {
+            let mut ws = WsClient::connect(&url).await;
+            for name in &mine {
+                let reply = ws
+                    .request(json!({"type": "subscribe", "topic": name}))
+                    .await;
+                assert_eq!(reply["type"], "ack", "{name}: {reply}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let pong = ws
+                .request(json!({"type": "ping", "request_id": "fence"}))
+                .await;
+            assert_eq!(
+                pong["type"], "pong",
+                "nothing came before the fence: {pong}"
+            );
+            ws
+        })
+    });
+    let _open = futures_util::future::try_join_all(subscribers)
+        .await
+        .expect("subscriber task");
+    for node in n {
+        let live = listed(&node.url("/topics"), "race.").await;
+        assert_eq!(live.len(), names.len(), "node {}", node.port);
     }
 }

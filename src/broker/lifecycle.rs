@@ -15,11 +15,22 @@
 //! before (and the re-check refuses) or runs after and sees a deleted topic; `Broker` then looks
 //! the name up again, finds it gone from the map (removed under the same shard lock) and creates
 //! a fresh topic with a new epoch. `loom_tests.rs` models this.
+//!
+//! # Cluster mode
+//! No node may remove a topic on its own: the registry entry goes, at its revision, once every
+//! live node voted the topic idle (`cluster/nats/expiry.rs`). A node's vote *leases* the topic:
+//! until the outcome is known, a publish or subscribe arriving there waits instead of using a
+//! topic that may be about to go. Each operation holds an [`InFlight`] mark while it runs. The
+//! marks and the lease share one atomic word, and both sides change it with one read-modify-write
+//! (the operation adds its mark and reads the lease bit, the vote sets the bit and reads the
+//! marks), so one of them always sees the other: either the vote says busy or the operation
+//! waits. `loom_tests.rs` models this too.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::event::StoredEvent;
+use super::topic::Topic;
 use crate::sync::AtomicU64;
 
 /// `idle_since` before the sweep first looked at the topic.
@@ -37,6 +48,25 @@ pub(crate) struct Lifecycle {
     seen: AtomicU64,
     /// Sweep clock (ms) when the sweep last saw activity; [`NOT_SEEN`] before its first look.
     idle_since: AtomicU64,
+    /// Cluster mode: [`LEASED`] while this node's idle vote stands, plus one per publish or
+    /// subscribe running on this node (see [`InFlight`]).
+    gate: AtomicU64,
+    /// Cluster mode: sweep clock (ms) when this node's idle vote stops holding operations back.
+    lease_until: AtomicU64,
+}
+
+/// The bit of `Lifecycle::gate` that says this node's idle vote stands.
+const LEASED: u64 = 1 << 63;
+
+/// Where a topic's expiry lease stands on this node (cluster mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// No vote is pending: operations go ahead.
+    Free,
+    /// This node voted the topic idle and the outcome is not known yet: operations wait.
+    Pending,
+    /// A vote's lease ran out with no outcome heard: the registry says whether the topic went.
+    Lapsed,
 }
 
 impl Lifecycle {
@@ -47,6 +77,8 @@ impl Lifecycle {
             changes: AtomicU64::new(0),
             seen: AtomicU64::new(0),
             idle_since: AtomicU64::new(NOT_SEEN),
+            gate: AtomicU64::new(0),
+            lease_until: AtomicU64::new(0),
         }
     }
 
@@ -78,6 +110,86 @@ impl Lifecycle {
             return None;
         }
         (now.saturating_sub(since) >= ttl).then_some(mark)
+    }
+
+    /// Cluster expiry's vote: leases the topic until sweep clock `until` and says whether no
+    /// operation is in flight.
+    fn lease(&self, until: u64) -> bool {
+        // Stored before the bit is set, so an operation that sees the bit sees this deadline.
+        self.lease_until.store(until, Ordering::Relaxed);
+        self.gate.fetch_or(LEASED, Ordering::AcqRel) & !LEASED == 0
+    }
+
+    /// Ends this node's lease: the topic stays (or the vote said busy).
+    pub(crate) fn release(&self) {
+        self.gate.fetch_and(!LEASED, Ordering::AcqRel);
+    }
+}
+
+impl Topic {
+    /// Cluster expiry's vote at sweep clock `now`: whether the topic has been idle here for `ttl`
+    /// ms with nothing in flight. An idle vote leases the topic until `lease_until`.
+    pub(crate) fn vote_idle(&self, now: u64, ttl: u64, lease_until: u64) -> bool {
+        let life = self.life();
+        let idle = life.lease(lease_until)
+            && !self.is_deleted()
+            && life
+                .idle(
+                    now,
+                    ttl,
+                    life.mark(self.messages()),
+                    self.subscriber_count(),
+                )
+                .is_some();
+        if !idle {
+            life.release();
+        }
+        idle
+    }
+}
+
+/// A publish or subscribe in flight on a topic, in cluster mode: while one exists this node votes
+/// the topic busy. Made before the operation uses the topic, dropped when it is done (the publish
+/// stored, the subscriber in the topic's list).
+#[derive(Debug)]
+pub struct InFlight {
+    /// The topic the operation uses.
+    topic: Arc<Topic>,
+    /// Whether this node's idle vote stood when the mark was made.
+    leased: bool,
+}
+
+impl InFlight {
+    /// Marks an operation on `topic` as running.
+    pub fn new(topic: Arc<Topic>) -> Self {
+        let gate = topic.life().gate.fetch_add(1, Ordering::AcqRel);
+        Self {
+            topic,
+            leased: gate & LEASED != 0,
+        }
+    }
+
+    /// The topic the operation uses.
+    pub fn topic(&self) -> &Arc<Topic> {
+        &self.topic
+    }
+
+    /// Where this node's expiry lease stood when the mark was made, at sweep clock `now`: only
+    /// [`Lease::Free`] lets the operation go ahead.
+    pub(crate) fn lease_at(&self, now: u64) -> Lease {
+        if !self.leased {
+            Lease::Free
+        } else if now < self.topic.life().lease_until.load(Ordering::Relaxed) {
+            Lease::Pending
+        } else {
+            Lease::Lapsed
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.topic.life().gate.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

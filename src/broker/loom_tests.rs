@@ -22,6 +22,7 @@ use loom::sync::atomic::AtomicU64;
 use loom::thread;
 
 use super::event::{EventBuilder, StoredEvent};
+use super::lifecycle::{InFlight, Lease};
 use super::outbox::{Outbox, Outgoing, Pushed};
 use super::ring::Ring;
 use super::subscriber::{ConnId, Subscriber};
@@ -390,5 +391,28 @@ fn the_sweep_racing_a_subscribe_and_unsubscribe_never_retires_a_topic_subscribed
         assert_ne!(retired, joined, "retired {retired}, joined {joined}");
         assert_eq!(left, joined);
         assert_eq!(topic.is_deleted(), retired);
+    });
+}
+
+#[test]
+fn a_cluster_expiry_vote_racing_a_subscribe_never_says_idle_for_a_topic_subscribed_to() {
+    loom::model(|| {
+        let topic = seen_idle_topic();
+        let subscribing = {
+            let topic = topic.clone();
+            thread::spawn(move || {
+                // As `NatsBackplane::hold` and `Node::subscribe`.
+                let held = InFlight::new(topic.clone());
+                let joined = held.lease_at(1) == Lease::Free
+                    && topic.subscribe(&subscriber(1), &Replay::None, None);
+                drop(held);
+                joined
+            })
+        };
+        let idle = topic.vote_idle(1, 0, 100);
+        let joined = subscribing.join().unwrap();
+        // Either the vote saw the subscribe (in flight or done) and said busy, or the subscribe
+        // saw the lease and waited for the outcome.
+        assert!(!(idle && joined), "voted idle for a topic subscribed to");
     });
 }

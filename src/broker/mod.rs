@@ -32,6 +32,7 @@ use parking_lot::Mutex;
 pub use counts::{EventCounts, TopicStats};
 pub(crate) use event::EventBuilder;
 pub use event::StoredEvent;
+pub use lifecycle::{InFlight, Lease};
 pub use outbox::{Outbox, Outgoing, Pushed};
 pub use ring::Ring;
 pub use subscriber::{ConnId, Subscriber};
@@ -74,7 +75,7 @@ pub struct Broker {
     retired: Mutex<EventCounts>,
     /// Publish-to-enqueue latency (sharded, so publishers on different threads do not contend).
     publish_latency: Histogram,
-    /// `TOPIC_IDLE_TTL_SECS` when implicit topics expire here (single node, not 0).
+    /// `TOPIC_IDLE_TTL_SECS` when implicit topics expire (not 0).
     idle_ttl: Option<Duration>,
     /// `HISTORY_TTL_SECS` in ms for new topics; 0 keeps events regardless of age.
     history_ttl_ms: u64,
@@ -97,8 +98,7 @@ impl Broker {
             started: Instant::now(),
             retired: Mutex::new(EventCounts::default()),
             publish_latency: histogram::publish_latency_histogram(),
-            idle_ttl: (!config.topic_idle_ttl.is_zero() && config.nats_url.is_none())
-                .then_some(config.topic_idle_ttl),
+            idle_ttl: (!config.topic_idle_ttl.is_zero()).then_some(config.topic_idle_ttl),
             history_ttl_ms: u64::try_from(config.history_ttl.as_millis()).unwrap_or(u64::MAX),
             sweeper: Sweeper::new(config.topic_idle_ttl),
         }
@@ -189,8 +189,16 @@ impl Broker {
                     self.max_publish_rate,
                     identity.clone(),
                 )
-                .with_lifecycle(false, self.history_ttl_ms),
+                .with_lifecycle(
+                    identity.implicit && self.idle_ttl.is_some(),
+                    self.history_ttl_ms,
+                ),
             )
+        };
+        let watch = |topic: &Arc<Topic>| {
+            if topic.is_implicit() {
+                self.sweeper.watch(topic);
+            }
         };
         match self.topics.entry(name.clone()) {
             Entry::Occupied(mut e) => {
@@ -202,6 +210,7 @@ impl Broker {
                 let old = e.insert(topic.clone());
                 old.close();
                 *retired += old.event_counts();
+                watch(&topic);
                 topic
             }
             Entry::Vacant(e) => {
@@ -209,6 +218,7 @@ impl Broker {
                 self.topic_count.fetch_add(1, Ordering::AcqRel);
                 let topic = fresh();
                 e.insert(topic.clone());
+                watch(&topic);
                 topic
             }
         }
@@ -237,9 +247,48 @@ impl Broker {
         if self.idle_ttl.is_none() {
             return 0;
         }
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         self.sweeper
-            .tick(now, |topic, mark| self.expire(topic, mark))
+            .tick(self.clock_ms(), |topic, mark| self.expire(topic, mark))
+    }
+
+    /// Cluster mode's sweep tick: the implicit topics idle here for the TTL, left in place (only
+    /// the cluster removes them, once every node agrees). Empty when the TTL is off.
+    pub fn idle_candidates(&self) -> Vec<Arc<Topic>> {
+        let mut idle = Vec::new();
+        if self.idle_ttl.is_some() {
+            self.sweeper.tick(self.clock_ms(), |topic, _| {
+                idle.push(topic.clone());
+                false
+            });
+        }
+        idle
+    }
+
+    /// Cluster expiry's vote on `topic`: whether it has been idle here for the TTL with nothing in
+    /// flight. An idle vote leases the topic for `lease_ms` (operations on it wait, see
+    /// `lifecycle.rs`) until [`Broker::release`], its removal, or the lease running out.
+    pub fn vote_idle(&self, topic: &Topic, lease_ms: u64) -> bool {
+        let Some(ttl) = self.idle_ttl else {
+            return false;
+        };
+        let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let now = self.clock_ms();
+        topic.vote_idle(now, ttl, now.saturating_add(lease_ms))
+    }
+
+    /// Ends this node's expiry lease on `topic` (the cluster keeps it).
+    pub fn release(&self, topic: &Topic) {
+        topic.life().release();
+    }
+
+    /// Where this node's expiry lease on the topic `held` uses stood when it was made, now.
+    pub fn lease(&self, held: &InFlight) -> Lease {
+        held.lease_at(self.clock_ms())
+    }
+
+    /// The sweep clock: ms since the broker started.
+    fn clock_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
     }
 
     /// Removes `topic` if it is still the live topic of its name and its activity mark is still
@@ -264,8 +313,7 @@ impl Broker {
         self.sweeper.expired()
     }
 
-    /// `TOPIC_IDLE_TTL_SECS`, when on here (off in cluster mode, where topics live in the shared
-    /// registry).
+    /// `TOPIC_IDLE_TTL_SECS`, unless 0.
     pub fn idle_ttl(&self) -> Option<Duration> {
         self.idle_ttl
     }

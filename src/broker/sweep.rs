@@ -52,7 +52,7 @@ impl Sweeper {
     /// One tick at sweep clock `now` (ms): looks at up to [`SWEEP_BATCH`] topics and calls
     /// `expire(topic, mark)` for each found idle, which removes it if still idle at `mark`.
     /// Returns how many went.
-    pub(crate) fn tick(&self, now: u64, expire: impl Fn(&Arc<Topic>, u64) -> bool) -> usize {
+    pub(crate) fn tick(&self, now: u64, mut expire: impl FnMut(&Arc<Topic>, u64) -> bool) -> usize {
         let mut kept = Vec::new();
         let mut expired = 0;
         for weak in self.queue.take(SWEEP_BATCH) {

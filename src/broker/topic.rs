@@ -57,6 +57,8 @@ pub struct Identity {
     pub generation: u64,
     /// Whether this node joined after the topic had messages (its ring comes from the stream).
     pub rebuilt: bool,
+    /// Created by subscribe or publish (it may expire when idle), not by `POST /topics`.
+    pub implicit: bool,
 }
 
 /// A topic.

@@ -17,7 +17,7 @@ mod report;
 
 use std::sync::Arc;
 
-use crate::broker::{Broker, Topic, TopicStats};
+use crate::broker::{Broker, InFlight, Topic, TopicStats};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::protocol::{Payload, Published, TopicName};
@@ -73,17 +73,22 @@ impl Backplane {
     }
 
     /// Makes sure `name` exists on this node before a subscribe: in cluster mode looks it up in
-    /// (or, with auto-create, adds it to) the shared registry. A single node creates topics in
-    /// [`Broker::subscribe`] itself.
-    pub async fn ensure(&self, broker: &Broker, name: &TopicName) -> Result<(), ApiError> {
+    /// (or, with auto-create, adds it to) the shared registry, and returns the subscribe's
+    /// in-flight mark, to keep until the subscriber is in the topic (so no node expires the topic
+    /// meanwhile). A single node creates topics in [`Broker::subscribe`] itself.
+    pub async fn ensure(&self, name: &TopicName) -> Result<Option<InFlight>, ApiError> {
         match self {
-            Self::Local => Ok(()),
-            Self::Nats(nats) => {
-                if broker.get(name.as_str()).is_none() {
-                    Box::pin(nats.ensure(name)).await?;
-                }
-                Ok(())
-            }
+            Self::Local => Ok(None),
+            Self::Nats(nats) => Ok(Some(Box::pin(nats.hold(name)).await?)),
+        }
+    }
+
+    /// Topics this node removed for being idle (`TOPIC_IDLE_TTL_SECS`) since start: on a single
+    /// node, all of them; in a cluster, those whose removal this node carried out.
+    pub fn topics_expired(&self, broker: &Broker) -> u64 {
+        match self {
+            Self::Local => broker.topics_expired(),
+            Self::Nats(nats) => nats.topics_expired(),
         }
     }
 
@@ -162,7 +167,7 @@ mod tests {
                 "publish",
                 size(local.publish(&broker, &topic, None, Payload::Text("x"))),
             ),
-            ("ensure", size(local.ensure(&broker, &topic))),
+            ("ensure", size(local.ensure(&topic))),
             ("create_topic", size(local.create_topic(&broker, &topic))),
             ("delete_topic", size(local.delete_topic(&broker, &topic))),
         ];

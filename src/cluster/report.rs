@@ -118,6 +118,16 @@ impl Reports {
             .collect()
     }
 
+    /// The ids of the nodes whose last report is recent enough to count.
+    pub(crate) fn live_nodes(&self) -> Vec<String> {
+        let latest = self.latest.lock();
+        latest
+            .iter()
+            .filter(|(_, (at, _))| at.elapsed() < REPORT_TTL)
+            .map(|(node, _)| node.clone())
+            .collect()
+    }
+
     fn sums(&self) -> HashMap<(String, u64), Sum> {
         let mut sums: HashMap<(String, u64), Sum> = HashMap::new();
         for report in self.live() {

@@ -69,7 +69,12 @@ impl Node {
     /// Starts the background tasks (the idle-topic sweep, the cluster's) on `tracker`; they end
     /// when `shutdown` is cancelled.
     pub fn start(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
-        if let Some(ttl) = self.broker.idle_ttl() {
+        // In cluster mode topics expire through the backplane (every node must agree).
+        if let Some(ttl) = self
+            .broker
+            .idle_ttl()
+            .filter(|_| !self.backplane.is_cluster())
+        {
             let broker = self.broker.clone();
             let stop = shutdown.clone();
             tracker.spawn(async move {
@@ -129,7 +134,7 @@ impl Node {
     ) -> Result<(), ApiError> {
         caller.check(Capability::Subscribe, topic)?;
         if self.backplane.is_cluster() {
-            self.backplane.ensure(&self.broker, topic).await
+            self.backplane.ensure(topic).await.map(|_| ())
         } else if !self.auto_create && self.broker.get(topic.as_str()).is_none() {
             Err(not_found(topic))
         } else {
@@ -148,7 +153,8 @@ impl Node {
         ack: Option<AckFn<'_>>,
     ) -> Result<Arc<Topic>, ApiError> {
         caller.check(Capability::Subscribe, topic)?;
-        self.backplane.ensure(&self.broker, topic).await?;
+        // Held until the subscriber is in the topic's list (cluster mode: see `Backplane::ensure`).
+        let _in_flight = self.backplane.ensure(topic).await?;
         let ack = ack.map(|f| f as &dyn Fn(&SubscribeAck) -> Frame);
         self.broker.subscribe(topic, subscriber, replay, ack)
     }
@@ -225,7 +231,7 @@ impl Node {
 
     /// Topics this node removed for being idle (`TOPIC_IDLE_TTL_SECS`) since start.
     pub fn topics_expired(&self) -> u64 {
-        self.broker.topics_expired()
+        self.backplane.topics_expired(&self.broker)
     }
 
     /// Whether this node can serve: always on a single node; in cluster mode, connected to NATS

@@ -11,8 +11,11 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::registry::TopicValue;
 use super::subject::decode_topic;
-use super::{NatsBackplane, Parts, H_CREATED, H_EPOCH, H_EVENT, MSG_ALL, MSG_PREFIX, RETRY_PAUSE};
+use super::{
+    NatsBackplane, Parts, H_CREATED, H_EPOCH, H_EVENT, H_IMPLICIT, MSG_ALL, MSG_PREFIX, RETRY_PAUSE,
+};
 use crate::broker::EventBuilder;
 use crate::clock;
 
@@ -103,9 +106,12 @@ impl NatsBackplane {
         let topic = match self.broker.get(name.as_str()) {
             Some(t) if t.generation() == generation => t,
             _ => {
-                let epoch = header(H_EPOCH).ok_or("no epoch header")?;
-                let created = header(H_CREATED).unwrap_or_else(|| clock::now().as_str().into());
-                match self.learn_put(&name, generation, epoch, created) {
+                let value = TopicValue {
+                    epoch: header(H_EPOCH).ok_or("no epoch header")?,
+                    created_at: header(H_CREATED).unwrap_or_else(|| clock::now().as_str().into()),
+                    implicit: header(H_IMPLICIT).is_some(),
+                };
+                match self.learn_put(&name, generation, &value) {
                     Some(t) if t.generation() == generation => t,
                     // A message of an earlier life of the topic: deleted since.
                     _ => return Ok(()),

@@ -5,7 +5,8 @@
 //! - `consumer.rs`: applies the stream to local topics, and says when the node has caught up;
 //! - `topics.rs`: looks up, creates and deletes topics in the registry for a client;
 //! - `publish.rs`: stores a client's event in the stream;
-//! - `reports.rs`: sends this node's counts and collects every node's.
+//! - `reports.rs`: sends this node's counts and collects every node's;
+//! - `expiry.rs`: removes topics idle on every node (`TOPIC_IDLE_TTL_SECS`).
 //!
 //! # Data
 //! - Stream `HERALD` over `herald.msg.<encoded topic>`, at most `RING_BUFFER_SIZE` messages per
@@ -16,13 +17,18 @@
 //!   revision is the topic's *generation*: a later life of a name always has a higher one, which
 //!   is how a node tells a stale message or entry from a new one whatever order they arrive in.
 //! - Core subject `herald.stats.<node>`: the node reports of `../report.rs`.
+//! - Core subjects `herald.expiry.ask.<node>` (request/reply) and `herald.expiry.outcome`: the
+//!   idle-topic votes of `expiry.rs`. A registry value also says whether the topic was made by
+//!   subscribe or publish (`"implicit": true`, and header `Herald-Implicit` on its messages).
 //!
 //! # Tasks
 //! One registry watcher and one ordered stream consumer per node, each recreated from where it
 //! stopped after any error and after every reconnect; a catch-up checker that turns `/readyz`
-//! green once both have caught up; the report publisher and its subscriber.
+//! green once both have caught up; the report publisher and its subscriber; with a topic idle TTL,
+//! the expiry sweep and the answers to other nodes' expiry questions.
 
 mod consumer;
+mod expiry;
 mod publish;
 mod registry;
 mod reports;
@@ -63,6 +69,8 @@ const H_EVENT: &str = "Herald-Event";
 const H_EPOCH: &str = "Herald-Epoch";
 /// Header: the topic's creation time.
 const H_CREATED: &str = "Herald-Created";
+/// Header, present when the topic was created by subscribe or publish (it may expire).
+const H_IMPLICIT: &str = "Herald-Implicit";
 /// Longest wait for NATS on a client's behalf (publish ack, registry call) before answering
 /// `INTERNAL`/503: a client gets a clear failure instead of hanging.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -125,6 +133,8 @@ pub struct NatsBackplane {
     registry_revision: AtomicU64,
     /// Latest report of every node.
     reports: Reports,
+    /// Topics this node removed from the cluster for being idle.
+    expired: AtomicU64,
 }
 
 impl NatsBackplane {
@@ -185,6 +195,7 @@ impl NatsBackplane {
             applied: AtomicU64::new(0),
             registry_revision: AtomicU64::new(0),
             reports: Reports::default(),
+            expired: AtomicU64::new(0),
         }))
     }
 
@@ -255,12 +266,16 @@ impl NatsBackplane {
         shutdown: CancellationToken,
         counts: CountsFn,
     ) {
-        let tasks: [(&str, futures_util::future::BoxFuture<'static, ()>); 4] = [
+        let mut tasks: Vec<(&str, futures_util::future::BoxFuture<'static, ()>)> = vec![
             ("registry", Box::pin(self.clone().watch_registry())),
             ("stream", Box::pin(self.clone().consume_stream())),
             ("catch-up", Box::pin(self.clone().check_catch_up())),
             ("reports", Box::pin(self.clone().exchange_reports(counts))),
         ];
+        if self.broker.idle_ttl().is_some() {
+            tasks.push(("expiry", Box::pin(self.clone().expire_idle())));
+            tasks.push(("expiry votes", Box::pin(self.clone().answer_expiry())));
+        }
         for (name, task) in tasks {
             let shutdown = shutdown.clone();
             tracker.spawn(async move {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::subject::encode_topic;
 use super::unavailable;
-use super::{NatsBackplane, CALL_TIMEOUT, H_CREATED, H_EPOCH, H_EVENT, MSG_PREFIX};
+use super::{NatsBackplane, CALL_TIMEOUT, H_CREATED, H_EPOCH, H_EVENT, H_IMPLICIT, MSG_PREFIX};
 use crate::broker::EventBuilder;
 use crate::error::ApiError;
 use crate::protocol::{Payload, Published, TopicName};
@@ -23,7 +23,9 @@ impl NatsBackplane {
         if !self.connected() {
             return Err(unavailable("NATS", "not connected"));
         }
-        let topic = self.ensure(name).await?;
+        // Held until the stream stored the event, so no node removes the topic meanwhile.
+        let held = self.hold(name).await?;
+        let topic = held.topic();
         topic.take_publish_token()?;
         let id_json: Box<str> = String::from_utf8_lossy(&event.buf[event.id.clone()]).into();
         let mut headers = HeaderMap::new();
@@ -40,6 +42,9 @@ impl NatsBackplane {
         headers.insert(H_EVENT, meta.as_str());
         headers.insert(H_EPOCH, topic.epoch());
         headers.insert(H_CREATED, topic.created_at());
+        if topic.is_implicit() {
+            headers.insert(H_IMPLICIT, "1");
+        }
         let subject = format!("{MSG_PREFIX}{}", encode_topic(name));
         let ack = async {
             self.js

@@ -22,6 +22,10 @@ pub(super) struct TopicValue {
     pub(super) epoch: String,
     /// Creation time, RFC 3339.
     pub(super) created_at: String,
+    /// Created by subscribe or publish, so it may expire when idle (absent: written by a herald
+    /// from before topic expiry, so it never expires).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) implicit: bool,
 }
 
 impl NatsBackplane {
@@ -91,7 +95,7 @@ impl NatsBackplane {
         match entry.operation {
             kv::Operation::Put => match serde_json::from_slice::<TopicValue>(&entry.value) {
                 Ok(value) => {
-                    self.learn_put(&name, entry.revision, value.epoch, value.created_at);
+                    self.learn_put(&name, entry.revision, &value);
                 }
                 Err(e) => warn!(topic = %name, error = %e, "ignoring a malformed registry value"),
             },
@@ -107,8 +111,7 @@ impl NatsBackplane {
         &self,
         name: &TopicName,
         revision: u64,
-        epoch: String,
-        created_at: String,
+        value: &TopicValue,
     ) -> Option<Arc<Topic>> {
         let mut known = self.known.lock();
         match known.get(name) {
@@ -129,10 +132,11 @@ impl NatsBackplane {
         Some(self.broker.install(
             name,
             Identity {
-                epoch: epoch.into(),
-                created_at: created_at.into(),
+                epoch: value.epoch.as_str().into(),
+                created_at: value.created_at.as_str().into(),
                 generation: revision,
                 rebuilt,
+                implicit: value.implicit,
             },
         ))
     }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use tracing::debug;
 
-use super::{NatsBackplane, RETRY_PAUSE};
+use super::RETRY_PAUSE;
+
+use super::NatsBackplane;
 use crate::cluster::report::{Report, REPORT_INTERVAL};
 use crate::cluster::CountsFn;
 
@@ -17,15 +19,7 @@ impl NatsBackplane {
     /// Publishes this node's report every interval and records every node's.
     pub(super) async fn exchange_reports(self: Arc<Self>, counts: CountsFn) {
         let subject = format!("{STATS_PREFIX}{}", self.node_id);
-        let mut subscription = loop {
-            match self.client.subscribe(format!("{STATS_PREFIX}*")).await {
-                Ok(s) => break s,
-                Err(e) => {
-                    debug!(error = %e, "cannot subscribe to reports yet");
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-            }
-        };
+        let mut subscription = self.subscribe_core(format!("{STATS_PREFIX}*")).await;
         let mut tick = tokio::time::interval(REPORT_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -48,6 +42,20 @@ impl NatsBackplane {
                     },
                     None => return,
                 },
+            }
+        }
+    }
+
+    /// A core NATS subscription to `subject`, retried until NATS takes it (the client renews it
+    /// by itself after every reconnect).
+    pub(super) async fn subscribe_core(&self, subject: String) -> async_nats::Subscriber {
+        loop {
+            match self.client.subscribe(subject.clone()).await {
+                Ok(s) => return s,
+                Err(e) => {
+                    debug!(error = %e, %subject, "cannot subscribe yet");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
             }
         }
     }

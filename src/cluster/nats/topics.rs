@@ -33,7 +33,7 @@ impl NatsBackplane {
         if !self.auto_create {
             return Err(not_found(name));
         }
-        match self.create(parts, name).await {
+        match self.create(parts, name, true).await {
             Err(e) if e.code == ErrorCode::Conflict => {
                 // Created elsewhere a moment ago.
                 self.lookup(parts, name)
@@ -45,7 +45,7 @@ impl NatsBackplane {
     }
 
     /// The registry's entry for `name`, installed here.
-    async fn lookup(
+    pub(super) async fn lookup(
         &self,
         parts: &Parts,
         name: &TopicName,
@@ -62,15 +62,22 @@ impl NatsBackplane {
         }
         let value: TopicValue =
             serde_json::from_slice(&entry.value).map_err(|e| unavailable("registry value", e))?;
-        Ok(self.learn_put(name, entry.revision, value.epoch, value.created_at))
+        Ok(self.learn_put(name, entry.revision, &value))
     }
 
-    /// Adds `name` to the registry; `CONFLICT` when it is there.
-    async fn create(&self, parts: &Parts, name: &TopicName) -> Result<Arc<Topic>, ApiError> {
+    /// Adds `name` to the registry, `implicit` when by subscribe or publish; `CONFLICT` when it
+    /// is there.
+    async fn create(
+        &self,
+        parts: &Parts,
+        name: &TopicName,
+        implicit: bool,
+    ) -> Result<Arc<Topic>, ApiError> {
         self.broker.check_topic_limit()?;
         let value = TopicValue {
             epoch: new_epoch(),
             created_at: clock::now().as_str().into(),
+            implicit,
         };
         let body = serde_json::to_vec(&value).map_err(|e| unavailable("registry value", e))?;
         let created = tokio::time::timeout(
@@ -89,7 +96,7 @@ impl NatsBackplane {
             }
             Err(e) => return Err(unavailable("registry", e)),
         };
-        self.learn_put(name, revision, value.epoch, value.created_at)
+        self.learn_put(name, revision, &value)
             .ok_or_else(|| not_found(name))
     }
 
@@ -102,7 +109,7 @@ impl NatsBackplane {
             ));
         }
         let parts = self.parts().await?;
-        self.create(parts, name).await.map(|_| ())
+        self.create(parts, name, false).await.map(|_| ())
     }
 
     /// `DELETE /topics/{name}`: registry delete, local retirement (the other nodes follow from the
@@ -121,6 +128,13 @@ impl NatsBackplane {
             .map_err(|e| unavailable("registry", e))?
             .map_err(|e| unavailable("registry", e))?;
         self.learn_delete(name, topic.generation());
+        self.purge(parts, name).await;
+        Ok(())
+    }
+
+    /// Drops from the stream the messages of `name`'s life that just ended, so a deleted or
+    /// expired topic costs NATS nothing.
+    pub(super) async fn purge(&self, parts: &Parts, name: &TopicName) {
         // Only what this life stored: a new life's messages all come later in the stream.
         let purge = parts
             .stream
@@ -130,7 +144,6 @@ impl NatsBackplane {
         if let Err(e) = purge.await {
             warn!(topic = %name, error = %e, "could not purge a deleted topic's messages");
         }
-        Ok(())
     }
 }
 
