@@ -103,6 +103,11 @@ pub struct Config {
     pub topic_idle_ttl: Duration,
     /// Events older than this are not replayed or listed; zero keeps the whole ring.
     pub history_ttl: Duration,
+    /// Cluster mode: messages per topic the stream keeps for nodes catching up after a partition
+    /// (at least `ring_buffer_size`).
+    pub stream_max_msgs_per_topic: u64,
+    /// Cluster mode: the stream drops messages older than this; zero keeps them by count only.
+    pub stream_max_age: Duration,
 }
 
 /// `DRAIN_DURATION_SECS` when unset in cluster mode: long enough to spread reconnects of many
@@ -155,6 +160,8 @@ impl Default for Config {
             tokens: TokenSettings::default(),
             topic_idle_ttl: Duration::from_secs(3600),
             history_ttl: Duration::ZERO,
+            stream_max_msgs_per_topic: 10_000,
+            stream_max_age: Duration::ZERO,
         }
     }
 }
@@ -273,6 +280,15 @@ pub struct ServerArgs {
     #[arg(long, env = "HISTORY_TTL_SECS", default_value_t = 0,
         value_parser = whole::<u64, 0, MAX_SECS>)]
     pub history_ttl_secs: u64,
+    /// Cluster mode: messages per topic the NATS stream keeps so a node cut off from NATS can
+    /// catch up (at least RING_BUFFER_SIZE).
+    #[arg(long, env = "STREAM_MAX_MSGS_PER_TOPIC", default_value_t = 10_000,
+        value_parser = whole::<u64, 1, 1_000_000_000>)]
+    pub stream_max_msgs_per_topic: u64,
+    /// Cluster mode: seconds the NATS stream keeps a message; 0 = by count only.
+    #[arg(long, env = "STREAM_MAX_AGE_SECS", default_value_t = 0,
+        value_parser = whole::<u64, 0, MAX_SECS>)]
+    pub stream_max_age_secs: u64,
     #[command(flatten)]
     pub auth: AuthArgs,
 }
@@ -355,6 +371,8 @@ impl ServerArgs {
             tokens: self.auth.into_settings(),
             topic_idle_ttl: Duration::from_secs(self.topic_idle_ttl_secs),
             history_ttl: Duration::from_secs(self.history_ttl_secs),
+            stream_max_msgs_per_topic: self.stream_max_msgs_per_topic,
+            stream_max_age: Duration::from_secs(self.stream_max_age_secs),
         };
         for origin in &config.allowed_origins {
             check_origin(origin)?;

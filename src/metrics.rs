@@ -176,6 +176,8 @@ pub struct Readings {
     /// Implicit topics this node removed for being idle (`TOPIC_IDLE_TTL_SECS`); in a cluster,
     /// the removals this node carried out.
     pub topics_expired: u64,
+    /// Cluster mode: gap notices this node sent (events lost to the stream's retention).
+    pub gaps: u64,
     /// Whether the cluster backplane is usable (always for the in-memory broker).
     pub backplane_up: bool,
     /// Publish-to-enqueue latency.
@@ -277,6 +279,12 @@ impl Metrics {
             ConstCounter::new(readings.topics_expired),
         );
         registry.register(
+            "herald_gaps",
+            "Cluster mode: times this node told a topic's subscribers of events lost to the \
+             stream's retention before it could deliver them (an info gap frame)",
+            ConstCounter::new(readings.gaps),
+        );
+        registry.register(
             "herald_slow_consumer_disconnects",
             "Connections closed with SLOW_CONSUMER under SLOW_CONSUMER_POLICY=disconnect",
             ConstCounter::new(readings.slow_consumer_disconnects),
@@ -360,6 +368,7 @@ mod tests {
             events: EventCounts::default(),
             slow_consumer_disconnects: 0,
             topics_expired: 7,
+            gaps: 0,
             tokens: None,
             backplane_up: true,
             publish_latency: crate::histogram::publish_latency_histogram().snapshot(),

@@ -769,63 +769,20 @@ async fn sigterm_drains_clients_with_1012_over_time() {
 }
 
 /// One subscriber through nginx that resumes with `since_seq` + `epoch` whenever its connection
-/// ends, until it has seen `final_seq`; returns every `seq` it received.
+/// ends, until it has seen `final_seq`; returns every `seq` it received. Every resume must be
+/// served in full.
 async fn resuming_subscriber(
     url: String,
     topic: &'static str,
-    mut final_seq: tokio::sync::watch::Receiver<u64>,
+    final_seq: tokio::sync::watch::Receiver<u64>,
 ) -> Vec<u64> {
-    let mut seen: Vec<u64> = Vec::new();
-    let mut epoch: Option<String> = None;
-    loop {
-        // Reconnect attempts while every node behind nginx is briefly unavailable.
-        let mut ws = loop {
-            match WsClient::try_connect(&url).await {
-                Ok(ws) => break ws,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
-        // The first subscribe replays from the start too, so publishes that beat it count.
-        let mut frame = json!({"type": "subscribe", "topic": topic, "since_seq": 0});
-        if let (Some(last), Some(e)) = (seen.last(), &epoch) {
-            frame["since_seq"] = json!(last);
-            frame["epoch"] = json!(e);
-        }
-        ws.send_json(frame.clone()).await;
-        loop {
-            let done = |seen: &[u64], target: u64| target > 0 && seen.last() >= Some(&target);
-            let message = tokio::select! {
-                m = ws.recv_message() => m,
-                _ = final_seq.changed() => {
-                    if done(&seen, *final_seq.borrow()) {
-                        return seen;
-                    }
-                    continue;
-                }
-            };
-            let Some(tokio_tungstenite::tungstenite::Message::Text(text)) = message else {
-                match message {
-                    None | Some(tokio_tungstenite::tungstenite::Message::Close(_)) => break,
-                    _ => continue,
-                }
-            };
-            let v: Value = serde_json::from_str(&text).unwrap();
-            match v["type"].as_str() {
-                Some("ack") => {
-                    if frame.get("since_seq").is_some() {
-                        assert_eq!(v["recovered"], true, "resume lost messages: {v}");
-                    }
-                    epoch = v["epoch"].as_str().map(str::to_string);
-                }
-                Some("event") => seen.push(v["seq"].as_u64().unwrap()),
-                Some("error") => break,
-                _ => {}
-            }
-            if done(&seen, *final_seq.borrow()) {
-                return seen;
-            }
-        }
-    }
+    let seen = partition_subscriber(url, topic, final_seq).await;
+    assert!(
+        seen.gaps.is_empty(),
+        "resume lost messages: {:?}",
+        seen.gaps
+    );
+    seen.seqs
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1245,4 +1202,321 @@ async fn a_subscribe_racing_cluster_expiry_is_never_dropped() {
         let live = listed(&node.url("/topics"), "race.").await;
         assert_eq!(live.len(), names.len(), "node {}", node.port);
     }
+}
+
+/// A TCP proxy between one node and nats-server that a test can freeze (bytes stop flowing both
+/// ways, connections stay open, as when a link stalls) and cut (every connection dropped and new
+/// ones refused until restored, as when the proxy dies).
+struct LinkProxy {
+    port: u16,
+    frozen: tokio::sync::watch::Sender<bool>,
+    conns: tokio_util::sync::CancellationToken,
+    listener: Option<tokio::task::JoinHandle<()>>,
+    upstream: u16,
+}
+
+impl LinkProxy {
+    async fn start(upstream: u16) -> Self {
+        let mut proxy = Self {
+            port: free_port(),
+            frozen: tokio::sync::watch::channel(false).0,
+            conns: tokio_util::sync::CancellationToken::new(),
+            listener: None,
+            upstream,
+        };
+        proxy.listen().await;
+        proxy
+    }
+
+    async fn listen(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("proxy port");
+        let (frozen, conns, upstream) = (self.frozen.clone(), self.conns.clone(), self.upstream);
+        self.listener = Some(tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (from, to) in [(cr, sw), (sr, cw)] {
+                    let (frozen, conns) = (frozen.subscribe(), conns.clone());
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = pump(from, to, frozen) => {}
+                            _ = conns.cancelled() => {}
+                        }
+                    });
+                }
+            }
+        }));
+    }
+
+    fn freeze(&self, on: bool) {
+        self.frozen.send_replace(on);
+    }
+
+    /// Drops every connection and refuses new ones.
+    fn cut(&mut self) {
+        if let Some(l) = self.listener.take() {
+            l.abort();
+        }
+        self.conns.cancel();
+        self.conns = tokio_util::sync::CancellationToken::new();
+        self.freeze(false);
+    }
+
+    async fn restore(&mut self) {
+        self.listen().await;
+    }
+}
+
+/// Copies bytes one way, holding them back while `frozen`.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        while *frozen.borrow_and_update() {
+            if frozen.changed().await.is_err() {
+                return;
+            }
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while *frozen.borrow_and_update() {
+            if frozen.changed().await.is_err() {
+                return;
+            }
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// What a partition test's subscriber saw: every event's `seq` and every gap notice's range.
+#[derive(Debug, Default)]
+struct Seen {
+    seqs: Vec<u64>,
+    gaps: Vec<(u64, u64)>,
+    drops: usize,
+    /// Why the server closed, for each drop it explained.
+    closes: Vec<String>,
+}
+
+/// A subscriber that reads at full speed and resumes (`since_seq` + `epoch`) whenever its
+/// connection ends, until it has seen `final_seq`; a resume answered `recovered: false` counts as
+/// a gap.
+async fn partition_subscriber(
+    url: String,
+    topic: &'static str,
+    mut final_seq: tokio::sync::watch::Receiver<u64>,
+) -> Seen {
+    use tokio_tungstenite::tungstenite::Message;
+    let mut seen = Seen::default();
+    let mut epoch: Option<String> = None;
+    loop {
+        let mut ws = loop {
+            match WsClient::try_connect(&url).await {
+                Ok(ws) => break ws,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        let mut frame = json!({"type": "subscribe", "topic": topic, "since_seq": 0});
+        if let (Some(last), Some(e)) = (seen.seqs.last(), &epoch) {
+            frame["since_seq"] = json!(last);
+            frame["epoch"] = json!(e);
+        }
+        ws.send_json(frame).await;
+        loop {
+            let done = |seen: &Seen, target: u64| target > 0 && seen.seqs.last() >= Some(&target);
+            let message = tokio::select! {
+                m = ws.recv_message() => m,
+                _ = final_seq.changed() => {
+                    if done(&seen, *final_seq.borrow()) {
+                        return seen;
+                    }
+                    continue;
+                }
+            };
+            let text = match message {
+                Some(Message::Text(text)) => text,
+                Some(Message::Close(close)) => {
+                    seen.closes.push(format!("{close:?}"));
+                    break;
+                }
+                None => break,
+                Some(_) => continue,
+            };
+            let v: Value = serde_json::from_str(&text).expect("JSON");
+            match (v["type"].as_str(), v["msg"].as_str()) {
+                (Some("ack"), _) => {
+                    // A resume that could not be served is the server's other way to say gap.
+                    if let (Some(&last), Some(false)) = (seen.seqs.last(), v["recovered"].as_bool())
+                    {
+                        seen.gaps.push((last + 1, v["seq"].as_u64().expect("seq")));
+                    }
+                    epoch = v["epoch"].as_str().map(str::to_string);
+                }
+                (Some("event"), _) => seen.seqs.push(v["seq"].as_u64().expect("seq")),
+                (Some("info"), Some("gap")) => seen.gaps.push((
+                    v["from_seq"].as_u64().expect("from_seq"),
+                    v["to_seq"].as_u64().expect("to_seq"),
+                )),
+                (Some("error"), _) => break,
+                _ => {}
+            }
+            if done(&seen, *final_seq.borrow()) {
+                return seen;
+            }
+        }
+        seen.drops += 1;
+    }
+}
+
+/// Node 1 reaches NATS through a proxy that freezes for 4 s, then dies and comes back 2 s later,
+/// while both nodes publish (each ack awaited) and three subscribers on each node read at full
+/// speed. Returns the acknowledged `seq`s and what each subscriber (node 0's first) saw, and the
+/// cluster (its logs are kept if the test then fails).
+async fn partition_run(env: &[(&str, &str)]) -> (Vec<u64>, Vec<Seen>, Cluster) {
+    let mut cluster = Cluster::start(1, env).await;
+    let mut proxy = LinkProxy::start(cluster.nats_port).await;
+    cluster.env.push((
+        "NATS_URL".into(),
+        format!("nats://127.0.0.1:{}", proxy.port),
+    ));
+    let port = free_port();
+    let proc = cluster.spawn_node(port, 1);
+    cluster.nodes.push(Node { port, proc });
+    cluster.wait_ready(1).await;
+    let created = http()
+        .post(cluster.nodes[0].url("/topics"))
+        .json(&json!({"name": "part"}))
+        .send()
+        .await
+        .expect("POST /topics");
+    assert_eq!(created.status(), 201);
+
+    let (final_tx, final_rx) = tokio::sync::watch::channel(0u64);
+    let subscribers: Vec<_> = (0..6)
+        .map(|i| {
+            let url = cluster.nodes[i / 3].ws();
+            tokio::spawn(partition_subscriber(url, "part", final_rx.clone()))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let publishers: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let (url, stop) = (node.url("/publish"), stop.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut k = 0u64;
+                while !stop.is_cancelled() {
+                    k += 1;
+                    let (status, body) = rest_publish(&url, "part", json!(k)).await;
+                    if status == 200 {
+                        acked.push(body["seq"].as_u64().expect("seq"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                acked
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.freeze(true);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore().await;
+    cluster.wait_ready(1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+    let mut acked = Vec::new();
+    for p in publishers {
+        acked.extend(p.await.expect("publisher"));
+    }
+    acked.sort_unstable();
+    final_tx
+        .send(*acked.last().expect("acks"))
+        .expect("final seq");
+    let mut seen = Vec::new();
+    for s in subscribers {
+        seen.push(
+            tokio::time::timeout(SETTLE, s)
+                .await
+                .expect("subscriber finished")
+                .expect("subscriber"),
+        );
+    }
+    (acked, seen, cluster)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_nats_catches_up_without_dropping_anyone() {
+    let (acked, seen, _cluster) = partition_run(&[]).await;
+    assert!(
+        acked.len() > 500,
+        "publishers made progress: {}",
+        acked.len()
+    );
+    for (i, s) in seen.iter().enumerate() {
+        let node = i / 3;
+        assert!(s.gaps.is_empty(), "node {node}: gap notices {:?}", s.gaps);
+        check_partition_subscriber(node, s, &acked);
+        assert_eq!(s.drops, 0, "node {node}: disconnected {:?}", s.closes);
+    }
+}
+
+/// A partition subscriber on `node` saw events in `seq` order, each once, and every acknowledged
+/// one either arrived or lies in a gap it was told of.
+fn check_partition_subscriber(node: usize, s: &Seen, acked: &[u64]) {
+    assert!(
+        s.seqs.windows(2).all(|w| w[0] < w[1]),
+        "node {node}: duplicate or out of order"
+    );
+    let got: HashSet<u64> = s.seqs.iter().copied().collect();
+    let unexplained: Vec<_> = acked
+        .iter()
+        .filter(|a| !got.contains(a) && !s.gaps.iter().any(|(f, t)| (*f..=*t).contains(*a)))
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "node {node}: {} acknowledged, neither delivered nor in a gap notice, first {:?}; \
+         {} drops {:?}",
+        unexplained.len(),
+        &unexplained[..unexplained.len().min(5)],
+        s.drops,
+        s.closes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_longer_than_retention_tells_its_subscribers_of_the_gap() {
+    let tiny = [
+        ("RING_BUFFER_SIZE", "20"),
+        ("STREAM_MAX_MSGS_PER_TOPIC", "20"),
+    ];
+    let (acked, seen, _cluster) = partition_run(&tiny).await;
+    let mut told = 0;
+    for (i, s) in seen.iter().enumerate() {
+        check_partition_subscriber(i / 3, s, &acked);
+        told += usize::from(!s.gaps.is_empty());
+    }
+    assert!(
+        told >= 3,
+        "node 1's subscribers were told of the gap: {told}"
+    );
 }

@@ -106,6 +106,16 @@ fn each_bad_setting_is_one_line_naming_the_variable_the_value_and_what_is_allowe
         ),
         (
             &[],
+            vec![("STREAM_MAX_MSGS_PER_TOPIC", "0")],
+            format!("STREAM_MAX_MSGS_PER_TOPIC=0: {}", whole(1, 1_000_000_000)),
+        ),
+        (
+            &[],
+            vec![("STREAM_MAX_AGE_SECS", "1d")],
+            format!("STREAM_MAX_AGE_SECS=1d: {}", whole(0, 31_536_000)),
+        ),
+        (
+            &[],
             vec![("IDLE_TIMEOUT_SECS", "5")],
             "IDLE_TIMEOUT_SECS=5 must be more than HEARTBEAT_INTERVAL_SECS=20: the server pings \
              every heartbeat and closes connections silent for the idle timeout, so clients that \

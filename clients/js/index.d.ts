@@ -106,7 +106,10 @@ export interface HeraldEvent<T = unknown> {
   ts: string;
 }
 
-/** A resume the server could not complete: messages were missed; reload state elsewhere. */
+/**
+ * Messages were missed; reload state elsewhere. Either a resume the server could not complete,
+ * or (cluster mode) the server's node telling that it lost events to its backplane's retention.
+ */
 export interface GapInfo {
   topic: string;
   /** The last seq delivered before the gap (in previousEpoch). */
@@ -114,6 +117,9 @@ export interface GapInfo {
   /** The topic's epoch now; delivery goes on in it (seq may start again at 1). */
   epoch: string;
   previousEpoch: string | undefined;
+  /** Server gap notices only: whatever events lay in fromSeq..toSeq are lost. */
+  fromSeq?: number;
+  toSeq?: number;
 }
 
 export interface SubscribeOptions<T = unknown> {

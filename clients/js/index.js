@@ -478,6 +478,7 @@ export class HeraldClient {
   #onInfo(frame) {
     if (frame.msg === 'ping') return;
     if (frame.msg === 'token_expiring') this.#refreshToken();
+    if (frame.msg === 'gap') this.#onGapNotice(frame);
     if (frame.msg === 'topic_deleted') {
       const rec = this.#subs.get(frame.topic);
       if (rec) {
@@ -493,6 +494,21 @@ export class HeraldClient {
       }
     }
     this.#emit('info', frame);
+  }
+
+  /** Cluster mode: the server's node lost events of a subscribed topic (backplane retention
+   * exceeded during a partition). Nothing in the range can come any more: a later resume asks
+   * from its end, so the same loss is not reported twice. */
+  #onGapNotice(frame) {
+    const rec = this.#subs.get(frame.topic);
+    if (!rec || rec.epoch === undefined) return;
+    const fromSeq = Number(frame.from_seq);
+    const toSeq = Number(frame.to_seq);
+    const lastSeq = rec.delivered ?? rec.floor;
+    if (rec.delivered === null || toSeq > rec.delivered) rec.delivered = toSeq;
+    this.#callback(rec.opts.onGap, {
+      topic: rec.topic, lastSeq, epoch: rec.epoch, previousEpoch: rec.epoch, fromSeq, toSeq,
+    });
   }
 
   async #refreshToken() {

@@ -2,9 +2,10 @@
 # The JavaScript client's checks (CI runs this): npm ci (typescript and ws pinned in
 # package-lock.json), tsc --noEmit on index.d.ts, then node --test against the herald binary of
 # this checkout: a single node behind a TCP proxy that cuts, freezes and stalls the connection,
-# the same with JWT_SECRET for tokens refreshed in-band and refused (auth.test.mjs), and a cluster
-# (nats-server -js, three nodes, nginx). Its browser test is e2e/client.test.mjs, which e2e/run.sh
-# runs. About 45 seconds once installed.
+# the same with JWT_SECRET for tokens refreshed in-band and refused (auth.test.mjs), a cluster
+# (nats-server -js, three nodes, nginx), and a scripted server sending a cluster node's gap notice
+# (gap.test.mjs). Its browser test is e2e/client.test.mjs, which e2e/run.sh runs. About 45
+# seconds once installed.
 #
 #   clients/js/run.sh
 #   HERALD_BIN=target/release/herald clients/js/run.sh

@@ -32,6 +32,8 @@ use crate::protocol::server as frames;
 use crate::protocol::{Frame, Published, Replay, SubscribeAck, TopicName};
 use crate::sync::{ArcSwap, AtomicBool, AtomicU64, Mutex};
 
+mod cluster;
+
 /// A fresh opaque epoch: 16 hex digits of a random UUID.
 pub fn new_epoch() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..16].to_string()
@@ -273,33 +275,6 @@ impl Topic {
         let published = self.store_and_fan_out(seq, event)?;
         drop(sequencer);
         Ok(Some(published))
-    }
-
-    /// Cluster mode: a publish that the backplane ordered at `seq`. Events at or below the last
-    /// applied `seq` (a consumer replaying after a reconnect) are skipped. Returns false when the
-    /// topic was deleted meanwhile.
-    pub(crate) fn apply(&self, seq: u64, event: &mut EventBuilder) -> Result<bool, ApiError> {
-        let mut sequencer = self.sequencer.lock();
-        if self.is_deleted() {
-            return Ok(false);
-        }
-        if seq > sequencer.seq {
-            sequencer.seq = seq;
-            self.store_and_fan_out(seq, event)?;
-        }
-        Ok(true)
-    }
-
-    /// Cluster mode: takes a `MAX_PUBLISH_RATE` token before the publish leaves this node.
-    pub(crate) fn take_publish_token(&self) -> Result<(), ApiError> {
-        let mut sequencer = self.sequencer.lock();
-        match sequencer.limiter.as_mut().map(RateLimiter::try_take) {
-            Some(false) => Err(ApiError::new(
-                ErrorCode::RateLimited,
-                format!("topic `{}` is over MAX_PUBLISH_RATE", self.name),
-            )),
-            _ => Ok(()),
-        }
     }
 
     /// Completes the frame with `seq`, stores it and queues it for every subscriber. The caller

@@ -122,6 +122,14 @@ impl Backplane {
         }
     }
 
+    /// Gap notices this node sent (events lost to the stream's retention); none on a single node.
+    pub fn gaps(&self) -> u64 {
+        match self {
+            Self::Local => 0,
+            Self::Nats(nats) => nats.gaps(),
+        }
+    }
+
     /// Every topic with its counts, sorted by name; in cluster mode summed over live nodes.
     pub fn topics(&self, broker: &Broker) -> Vec<TopicStats> {
         match self {

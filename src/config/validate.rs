@@ -43,6 +43,12 @@ impl Config {
             ),
             ("MAX_CONNECTIONS", self.max_connections as u64, 1, UNBOUNDED),
             (
+                "STREAM_MAX_MSGS_PER_TOPIC",
+                self.stream_max_msgs_per_topic,
+                1,
+                1_000_000_000,
+            ),
+            (
                 "MAX_CONTROL_FRAMES_PER_SEC",
                 self.max_control_frames_per_sec.into(),
                 1,
@@ -68,6 +74,7 @@ impl Config {
             ("DRAIN_DURATION_SECS", self.drain_duration, 0),
             ("TOPIC_IDLE_TTL_SECS", self.topic_idle_ttl, 0),
             ("HISTORY_TTL_SECS", self.history_ttl, 0),
+            ("STREAM_MAX_AGE_SECS", self.stream_max_age, 0),
         ];
         for (name, value, min) in durations {
             if (min > 0 && value.is_zero()) || value.as_secs() > MAX_SECS {

@@ -234,6 +234,11 @@ impl Node {
         self.backplane.topics_expired(&self.broker)
     }
 
+    /// Cluster mode: gap notices this node sent since start.
+    pub fn gaps(&self) -> u64 {
+        self.backplane.gaps()
+    }
+
     /// Whether this node can serve: always on a single node; in cluster mode, connected to NATS
     /// and caught up with the registry and the stream.
     pub fn is_ready(&self) -> bool {

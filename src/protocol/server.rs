@@ -147,6 +147,20 @@ pub fn info_topic_deleted(topic: &TopicName) -> Frame {
     finish(buf)
 }
 
+/// Cluster mode: whatever events of `topic` lay in `from_seq..=to_seq` were lost before this node
+/// could deliver them (the backplane's retention was exceeded during a partition); the client
+/// should reload.
+pub fn info_gap(topic: &TopicName, from_seq: u64, to_seq: u64) -> Frame {
+    let mut buf = start("info", None);
+    buf.extend_from_slice(br#","topic":""#);
+    buf.extend_from_slice(topic.as_str().as_bytes());
+    let _ = write!(
+        buf,
+        r#"","msg":"gap","from_seq":{from_seq},"to_seq":{to_seq}"#
+    );
+    finish(buf)
+}
+
 /// Sent to every connection when the server starts shutting down.
 pub fn info_shutting_down() -> Frame {
     let mut buf = start("info", None);

@@ -242,6 +242,7 @@ pub(super) fn metrics(state: &State, caller: &Caller) -> RouteResult {
         // This node's own count: Prometheus sums the nodes it scrapes.
         slow_consumer_disconnects: state.node.local_counts().slow_consumer_disconnects,
         topics_expired: state.node.topics_expired(),
+        gaps: state.node.gaps(),
         backplane_up: state.node.is_ready(),
         publish_latency: state.node.publish_latency(),
         uptime_secs: stats.uptime_secs,

@@ -1,10 +1,11 @@
 //! The stream side: one ordered consumer that applies every message to the local topic of its
 //! generation, and the catch-up checker that turns `/readyz` green on an idle stream.
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{consumer, stream};
 use futures_util::StreamExt;
@@ -12,15 +13,58 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::registry::TopicValue;
-use super::subject::decode_topic;
+use super::subject::{decode_topic, encode_topic};
 use super::{
     NatsBackplane, Parts, H_CREATED, H_EPOCH, H_EVENT, H_IMPLICIT, MSG_ALL, MSG_PREFIX, RETRY_PAUSE,
 };
-use crate::broker::EventBuilder;
+use crate::broker::{EventBuilder, Outbox, Topic};
 use crate::clock;
 
 /// How often the catch-up checker looks while not ready.
 const CATCH_UP_POLL: Duration = Duration::from_millis(200);
+/// Messages left in the stream past the one being applied from which this node is catching up
+/// (after a partition or an outage) rather than following live traffic.
+const CATCH_UP_PENDING: u64 = 64;
+/// Age (ms since the stream stored it) from which a message is part of a backlog: after a link
+/// stalled and recovered without a disconnect, what was in flight arrives at once with a small
+/// `pending`, but old.
+const CATCH_UP_AGE_MS: i128 = 500;
+/// Longest a catching-up node waits for one subscriber's queue to make room before leaving it to
+/// the slow-consumer policy (and no longer waiting for it in this catch-up).
+const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+/// Topics whose retained messages a node checks at once after an outage.
+const GAP_CHECKS_AT_ONCE: usize = 32;
+/// How often a catching-up node looks at a full queue again.
+const ROOM_POLL: Duration = Duration::from_millis(1);
+
+/// Delivering a backlog at the pace subscribers read it: while catching up, an event waits for
+/// room in every subscriber's queue instead of overflowing it, so a subscriber that reads at full
+/// speed is never cut as a slow consumer by its own node's backlog. Live traffic is unchanged.
+#[derive(Debug, Default)]
+struct Pace {
+    /// Behind the stream: from a (re)start or a large backlog until nothing is pending.
+    catching_up: bool,
+    /// Queues (by address) that did not drain within [`CATCH_UP_WAIT`] during this catch-up.
+    given_up: HashSet<usize>,
+}
+
+impl Pace {
+    /// Waits until every subscriber of `topic` has room for one more event, or gives up on those
+    /// that do not drain in time.
+    async fn wait_for_room(&mut self, topic: &Topic) {
+        let key = |outbox: &Arc<Outbox>| Arc::as_ptr(outbox) as usize;
+        while let Some(outbox) = topic.full_outbox(|o| self.given_up.contains(&key(o))) {
+            let deadline = Instant::now() + CATCH_UP_WAIT;
+            while outbox.len() >= outbox.capacity() && !outbox.is_closed() && !outbox.overflowed() {
+                if Instant::now() >= deadline {
+                    self.given_up.insert(key(&outbox));
+                    break;
+                }
+                tokio::time::sleep(ROOM_POLL).await;
+            }
+        }
+    }
+}
 
 impl NatsBackplane {
     /// Consumes the whole stream in order forever, from the last applied sequence.
@@ -59,6 +103,12 @@ impl NatsBackplane {
             .map_err(|e| e.to_string())?;
         let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
         debug!(start, "stream consumer started");
+        // A (re)start follows a reconnect or an error: what comes first may be a backlog.
+        let mut pace = Pace {
+            catching_up: true,
+            ..Pace::default()
+        };
+        let mut expected = start;
         loop {
             let message = tokio::select! {
                 message = messages.next() => message,
@@ -70,12 +120,36 @@ impl NatsBackplane {
                 None => return Err("consumer ended".into()),
             };
             let info = match message.info() {
-                Ok(info) => (info.stream_sequence, info.pending),
+                Ok(info) => (
+                    info.stream_sequence,
+                    info.pending,
+                    info.published.unix_timestamp_nanos() / 1_000_000,
+                ),
                 Err(e) => return Err(e.to_string()),
             };
-            let (seq, pending) = info;
-            if let Err(e) = self.apply(&message.message, seq) {
-                warn!(seq, error = %e, "skipping a malformed stream message");
+            let (seq, pending, stored_ms) = info;
+            // Every message of the stream is a topic's, so a sequence skipped is one the stream
+            // dropped before this node read it: find out which topics lost what.
+            if seq > expected && expected > 1 {
+                self.tell_gaps(parts).await;
+            }
+            expected = seq + 1;
+            let late = i128::from(clock::unix_millis()) - stored_ms > CATCH_UP_AGE_MS;
+            pace.catching_up |= late || pending >= CATCH_UP_PENDING;
+            match self.prepare(&message.message) {
+                Ok(Some((topic, mut event))) => {
+                    if pace.catching_up {
+                        pace.wait_for_room(&topic).await;
+                    }
+                    if let Err(e) = topic.apply(seq, &mut event) {
+                        warn!(seq, error = %e.message, "skipping a stream message");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => warn!(seq, error = %e, "skipping a malformed stream message"),
+            }
+            if pending == 0 && !late {
+                pace = Pace::default();
             }
             self.applied.fetch_max(seq, Ordering::AcqRel);
             if pending == 0 {
@@ -84,8 +158,55 @@ impl NatsBackplane {
         }
     }
 
-    /// Applies one stream message to the local topic of its generation.
-    fn apply(&self, message: &async_nats::Message, seq: u64) -> Result<(), String> {
+    /// When the stream dropped messages before this node read them (its retention was exceeded
+    /// while the node was cut off or behind): tells the subscribers of every topic whose next
+    /// events the stream no longer holds that those are lost, before reading on.
+    /// Retention drops a topic's oldest messages first, so if the last one this node applied is
+    /// still stored, nothing after it is missing; if it is gone, whatever lay between it and the
+    /// first one still stored is. (A topic the stream holds nothing of any more, after
+    /// `STREAM_MAX_AGE_SECS`, cannot be told apart from one that had no news.)
+    async fn tell_gaps(&self, parts: &Parts) {
+        let topics: Vec<Arc<Topic>> = self
+            .broker
+            .topics()
+            .into_iter()
+            .filter(|t| t.subscribers > 0)
+            .filter_map(|t| self.broker.get(&t.name))
+            .collect();
+        futures_util::stream::iter(topics)
+            .for_each_concurrent(GAP_CHECKS_AT_ONCE, |topic| async move {
+                let last = topic.seq();
+                if last == 0 {
+                    return;
+                }
+                let first_kept = parts
+                    .stream
+                    .raw_message_builder()
+                    .sequence(last)
+                    .next_by_subject(format!("{MSG_PREFIX}{}", encode_topic(topic.name())))
+                    .send()
+                    .await;
+                if let Ok(first) = first_kept {
+                    if first.sequence > last + 1 && topic.lost(last, first.sequence - 1) {
+                        self.gaps.fetch_add(1, Ordering::Relaxed);
+                        warn!(
+                            topic = %topic.name(),
+                            from = last + 1,
+                            to = first.sequence - 1,
+                            "events lost to the stream's retention"
+                        );
+                    }
+                }
+            })
+            .await;
+    }
+
+    /// Reads one stream message: the local topic of its generation (none when that life is over)
+    /// and the event.
+    fn prepare(
+        &self,
+        message: &async_nats::Message,
+    ) -> Result<Option<(Arc<Topic>, EventBuilder)>, String> {
         let token = message
             .subject
             .as_str()
@@ -114,12 +235,12 @@ impl NatsBackplane {
                 match self.learn_put(&name, generation, &value) {
                     Some(t) if t.generation() == generation => t,
                     // A message of an earlier life of the topic: deleted since.
-                    _ => return Ok(()),
+                    _ => return Ok(None),
                 }
             }
         };
         let range = |a: u64, b: u64| -> Range<usize> { a as usize..b as usize };
-        let mut event = EventBuilder::from_parts(
+        let event = EventBuilder::from_parts(
             &name,
             message.payload.to_vec(),
             range(id0, id1),
@@ -127,8 +248,7 @@ impl NatsBackplane {
             range(t0, t1),
         )
         .ok_or("malformed event body")?;
-        topic.apply(seq, &mut event).map_err(|e| e.message)?;
-        Ok(())
+        Ok(Some((topic, event)))
     }
 
     /// Turns `/readyz` green once connected and nothing is left to consume (the consumer also

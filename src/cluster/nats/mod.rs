@@ -121,8 +121,10 @@ pub struct NatsBackplane {
     link: Arc<Link>,
     /// This node's id in reports.
     node_id: String,
-    /// Per-subject message limit of the stream.
-    ring_size: usize,
+    /// Per-subject message limit of the stream (`STREAM_MAX_MSGS_PER_TOPIC`, at least the ring).
+    per_topic: i64,
+    /// Age limit of the stream's messages (`STREAM_MAX_AGE_SECS`; zero: none).
+    max_age: Duration,
     /// `AUTO_CREATE_TOPICS`.
     auto_create: bool,
     /// Newest registry and stream facts per name; the lock orders installs and retirements.
@@ -135,6 +137,8 @@ pub struct NatsBackplane {
     reports: Reports,
     /// Topics this node removed from the cluster for being idle.
     expired: AtomicU64,
+    /// Gap notices: events a topic lost to the stream's retention before this node read them.
+    gaps: AtomicU64,
 }
 
 impl NatsBackplane {
@@ -189,13 +193,20 @@ impl NatsBackplane {
             broker,
             link,
             node_id: config.node_id.clone(),
-            ring_size: config.ring_buffer_size,
+            per_topic: i64::try_from(
+                config
+                    .stream_max_msgs_per_topic
+                    .max(config.ring_buffer_size as u64),
+            )
+            .unwrap_or(i64::MAX),
+            max_age: config.stream_max_age,
             auto_create: config.auto_create_topics,
             known: Mutex::new(HashMap::new()),
             applied: AtomicU64::new(0),
             registry_revision: AtomicU64::new(0),
             reports: Reports::default(),
             expired: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
         }))
     }
 
@@ -210,6 +221,11 @@ impl NatsBackplane {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
+    /// Gap notices this node sent.
+    pub(super) fn gaps(&self) -> u64 {
+        self.gaps.load(Ordering::Relaxed)
+    }
+
     /// The cluster-wide counts.
     pub(super) fn reports(&self) -> &Reports {
         &self.reports
@@ -222,17 +238,40 @@ impl NatsBackplane {
         }
         self.parts
             .get_or_try_init(|| async {
-                let stream = self
+                let config = stream::Config {
+                    name: STREAM.into(),
+                    subjects: vec![MSG_ALL.into()],
+                    max_messages_per_subject: self.per_topic,
+                    max_age: self.max_age,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                };
+                let mut stream = self
                     .js
-                    .get_or_create_stream(stream::Config {
-                        name: STREAM.into(),
-                        subjects: vec![MSG_ALL.into()],
-                        max_messages_per_subject: self.ring_size as i64,
-                        storage: stream::StorageType::File,
-                        ..Default::default()
-                    })
+                    .get_or_create_stream(config.clone())
                     .await
                     .map_err(|e| unavailable("stream", e))?;
+                let existing = &stream.cached_info().config;
+                if existing.max_messages_per_subject != config.max_messages_per_subject
+                    || existing.max_age != config.max_age
+                {
+                    // Made by a node with other retention settings (or a herald from before
+                    // them): the latest start decides, so changing the settings takes effect.
+                    info!(
+                        per_topic = config.max_messages_per_subject,
+                        max_age_secs = config.max_age.as_secs(),
+                        "updating the stream's retention"
+                    );
+                    self.js
+                        .update_stream(&config)
+                        .await
+                        .map_err(|e| unavailable("stream retention", e))?;
+                    stream = self
+                        .js
+                        .get_stream(STREAM)
+                        .await
+                        .map_err(|e| unavailable("stream", e))?;
+                }
                 // The bucket's stream is created directly, as `create_key_value` would: that
                 // call first reads the account info, which it cannot parse from a 2.9 server.
                 self.js
