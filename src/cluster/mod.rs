@@ -54,7 +54,43 @@ impl Backplane {
         counts: CountsFn,
     ) {
         if let Self::Nats(nats) = self {
-            nats.clone().start(tracker, shutdown, counts);
+            nats.clone().start(tracker, shutdown.clone(), counts);
+            let leader = nats.clone().watch_stream_leader();
+            tracker.spawn(async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = leader => {}
+                }
+            });
+        }
+    }
+
+    /// Resolves with one line when the backplane cannot run as configured (NATS refused
+    /// `NATS_REPLICAS`); the node then stops. Never resolves on a single node.
+    pub async fn refused(&self) -> String {
+        match self {
+            Self::Local => std::future::pending().await,
+            Self::Nats(nats) => nats.refused().await,
+        }
+    }
+
+    /// Whether herald's stream has a leader (JetStream can store publishes): always on a single
+    /// node; in cluster mode, as last looked up (about every second).
+    pub fn has_stream_leader(&self) -> bool {
+        match self {
+            Self::Local => true,
+            Self::Nats(nats) => nats.has_stream_leader(),
+        }
+    }
+
+    /// Why this node should get no new clients, if it should not: `None` when ready.
+    pub fn unready_reason(&self) -> Option<&'static str> {
+        if !self.is_ready() {
+            Some("backplane unavailable")
+        } else if !self.has_stream_leader() {
+            Some("backplane has no stream leader")
+        } else {
+            None
         }
     }
 
@@ -83,6 +119,21 @@ impl Backplane {
                     Box::pin(nats.ensure(name)).await?;
                 }
                 Ok(())
+            }
+        }
+    }
+
+    /// Before a resume from `seq` in `epoch`: in cluster mode, waits a bounded time until this
+    /// node has applied `seq`, which another node may already have delivered to the client while
+    /// this one lags (it lost its NATS server, say), so the resume is exact rather than
+    /// `recovered: false`. Nothing to wait for on a single node or in another life of the topic.
+    pub async fn reach(&self, broker: &Broker, name: &TopicName, seq: u64, epoch: Option<&str>) {
+        if let Self::Nats(nats) = self {
+            let same_life = broker
+                .get(name.as_str())
+                .is_some_and(|t| epoch.is_none_or(|e| e == t.epoch()));
+            if same_life {
+                Box::pin(nats.reach(seq)).await;
             }
         }
     }

@@ -243,6 +243,7 @@ pub(super) fn metrics(state: &State, caller: &Caller) -> RouteResult {
         slow_consumer_disconnects: state.node.local_counts().slow_consumer_disconnects,
         topics_expired: state.node.topics_expired(),
         backplane_up: state.node.is_ready(),
+        stream_leader: state.node.has_stream_leader(),
         publish_latency: state.node.publish_latency(),
         uptime_secs: stats.uptime_secs,
         tokens: state.node.gate().counts(),

@@ -5,7 +5,9 @@
 //! - `consumer.rs`: applies the stream to local topics, and says when the node has caught up;
 //! - `topics.rs`: looks up, creates and deletes topics in the registry for a client;
 //! - `publish.rs`: stores a client's event in the stream;
-//! - `reports.rs`: sends this node's counts and collects every node's.
+//! - `reports.rs`: sends this node's counts and collects every node's;
+//! - `replicas.rs`: the stream's and bucket's replica count (`NATS_REPLICAS`);
+//! - `leader.rs`: whether the stream has a leader, and whether NATS refused the replica count.
 //!
 //! # Data
 //! - Stream `HERALD` over `herald.msg.<encoded topic>`, at most `RING_BUFFER_SIZE` messages per
@@ -23,8 +25,11 @@
 //! green once both have caught up; the report publisher and its subscriber.
 
 mod consumer;
+mod leader;
 mod publish;
 mod registry;
+mod replicas;
+mod replication;
 mod reports;
 mod subject;
 mod topics;
@@ -125,6 +130,8 @@ pub struct NatsBackplane {
     registry_revision: AtomicU64,
     /// Latest report of every node.
     reports: Reports,
+    /// `NATS_REPLICAS` and the stream's leader.
+    replication: replication::Replication,
 }
 
 impl NatsBackplane {
@@ -145,6 +152,10 @@ impl NatsBackplane {
             .name(format!("herald {}", config.node_id))
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
+            // Every JetStream API call (consumer and watch creation, stream info) is a request:
+            // bounded like a client's call, so a request lost with a dead server is retried
+            // (placed elsewhere) after seconds, not the default 10.
+            .request_timeout(Some(CALL_TIMEOUT))
             // A dead server is noticed within a few seconds even when nothing is being sent.
             .ping_interval(Duration::from_secs(2))
             .reconnect_delay_callback(|attempts| {
@@ -185,6 +196,7 @@ impl NatsBackplane {
             applied: AtomicU64::new(0),
             registry_revision: AtomicU64::new(0),
             reports: Reports::default(),
+            replication: replication::Replication::new(config.nats_replicas),
         }))
     }
 
@@ -211,33 +223,28 @@ impl NatsBackplane {
         }
         self.parts
             .get_or_try_init(|| async {
-                let stream = self
-                    .js
-                    .get_or_create_stream(stream::Config {
-                        name: STREAM.into(),
-                        subjects: vec![MSG_ALL.into()],
-                        max_messages_per_subject: self.ring_size as i64,
-                        storage: stream::StorageType::File,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| unavailable("stream", e))?;
+                let stream = stream::Config {
+                    name: STREAM.into(),
+                    subjects: vec![MSG_ALL.into()],
+                    max_messages_per_subject: self.ring_size as i64,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                };
+                let stream = self.open_stream(stream, "message").await?;
                 // The bucket's stream is created directly, as `create_key_value` would: that
                 // call first reads the account info, which it cannot parse from a 2.9 server.
-                self.js
-                    .get_or_create_stream(stream::Config {
-                        name: format!("KV_{BUCKET}"),
-                        subjects: vec![format!("$KV.{BUCKET}.>")],
-                        max_messages_per_subject: 1,
-                        storage: stream::StorageType::File,
-                        allow_rollup: true,
-                        deny_delete: true,
-                        allow_direct: true,
-                        discard: stream::DiscardPolicy::New,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| unavailable("registry", e))?;
+                let bucket = stream::Config {
+                    name: format!("KV_{BUCKET}"),
+                    subjects: vec![format!("$KV.{BUCKET}.>")],
+                    max_messages_per_subject: 1,
+                    storage: stream::StorageType::File,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: stream::DiscardPolicy::New,
+                    ..Default::default()
+                };
+                self.open_stream(bucket, "registry").await?;
                 let kv = self
                     .js
                     .get_key_value(BUCKET)
