@@ -592,6 +592,40 @@ async fn stream_leader_frozen_then_killed_loses_nothing_acknowledged() {
         }
     }
     assert_delivered(&acked, last_tx, subscribers).await;
+    // Node 0 lost its server: its registry watch and report exchange moved on too. A topic
+    // created through node 1 appears on node 0, and node 0 counts both nodes' reports.
+    let created = http()
+        .post(cluster.url(1, "/topics"))
+        .json(&json!({"name": "after-the-kill"}))
+        .send()
+        .await
+        .expect("create topic");
+    assert_eq!(created.status(), 201);
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let topic = http()
+            .get(cluster.url(0, "/topics/after-the-kill"))
+            .send()
+            .await
+            .expect("GET topic")
+            .status();
+        let stats: Value = http()
+            .get(cluster.url(0, "/stats"))
+            .send()
+            .await
+            .expect("GET /stats")
+            .json()
+            .await
+            .expect("stats body");
+        if topic == 200 && stats["nodes"] == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 0 does not follow the registry ({topic}) or the reports ({stats})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

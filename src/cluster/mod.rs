@@ -8,7 +8,9 @@
 //! - every node consumes the whole stream in order and fans each event out locally, so every node
 //!   assigns the same `seq` and keeps the same ring, and a restarted node rebuilds from the stream;
 //! - topics live in a JetStream KV bucket (`herald-topics`) that every node watches;
-//! - each node reports its local counts on core NATS, and every node sums the same reports.
+//! - each node reports its local counts on core NATS, and every node sums the same reports;
+//! - on a NATS cluster the stream and bucket keep `NATS_REPLICAS` copies, and the node says when
+//!   the stream has no leader (`/readyz`, `/metrics`) and keeps serving once one is elected.
 //!
 //! See `nats.rs` for the engine side and `report.rs` for the cluster-wide counts.
 
@@ -214,6 +216,7 @@ mod tests {
                 size(local.publish(&broker, &topic, None, Payload::Text("x"))),
             ),
             ("ensure", size(local.ensure(&broker, &topic))),
+            ("reach", size(local.reach(&broker, &topic, 1, None))),
             ("create_topic", size(local.create_topic(&broker, &topic))),
             ("delete_topic", size(local.delete_topic(&broker, &topic))),
         ];
