@@ -38,7 +38,7 @@ python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q "pyyaml==$PYYAML" "check-jsonschema==$CHECK_JSONSCHEMA" \
   "kubernetes-validate==$KUBERNETES_VALIDATE"
 "$work/venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/docker-compose.yml
-manifests=(deploy/k8s/deployment.yaml deploy/k8s/service.yaml deploy/k8s/pdb.yaml)
+manifests=(deploy/k8s/deployment.yaml deploy/k8s/service.yaml deploy/k8s/pdb.yaml deploy/k8s/nats.yaml)
 "$work/venv/bin/kubernetes-validate" --strict "${manifests[@]}"
 "$work/venv/bin/kubernetes-validate" --strict -k "$K8S_OLDEST" "${manifests[@]}"
 

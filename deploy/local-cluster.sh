@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# A three-node herald cluster on loopback in one command: nats-server with JetStream, three herald
-# nodes (NATS_URL set) and nginx in front on :8080 (deploy/nginx.conf). Ctrl-C stops everything.
+# A three-node herald cluster on loopback in one command: three clustered nats-servers with
+# JetStream (clients on NATS_PORT and the next two ports, routes on CLUSTER_PORT and the next two),
+# three herald nodes (NATS_URL listing all three servers, NATS_REPLICAS=3) and nginx in front on
+# :8080 (deploy/nginx.conf). Ctrl-C stops everything.
 #
 #   deploy/local-cluster.sh            # builds herald (release) first
 #   HERALD=target/debug/herald deploy/local-cluster.sh
-#   PORT=9000 NODE_PORTS="9001 9002 9003" NATS_PORT=4333 deploy/local-cluster.sh
+#   PORT=9000 NODE_PORTS="9001 9002 9003" NATS_PORT=4333 CLUSTER_PORT=6333 deploy/local-cluster.sh
 #
 # Needs nats-server and nginx (Debian: apt-get install nats-server nginx). Logs and the JetStream
-# store live in a temporary directory printed at start.
+# stores live in a temporary directory printed at start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PORT=${PORT:-8080}
 NATS_PORT=${NATS_PORT:-4222}
+CLUSTER_PORT=${CLUSTER_PORT:-6222}
 read -r -a NODE_PORTS <<<"${NODE_PORTS:-8081 8082 8083}"
 for tool in nats-server nginx; do
   command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install nats-server nginx" >&2; exit 1; }
@@ -33,11 +36,21 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$dir/js" >"$dir/nats.log" 2>&1 &
-pids+=($!)
+# Three JetStream servers in one NATS cluster: herald's stream keeps a copy on each.
+routes="" nats_urls=""
+for i in 0 1 2; do
+  routes+="${routes:+,}nats://127.0.0.1:$((CLUSTER_PORT + i))"
+  nats_urls+="${nats_urls:+,}nats://127.0.0.1:$((NATS_PORT + i))"
+done
+for i in 0 1 2; do
+  nats-server -js -a 127.0.0.1 -p "$((NATS_PORT + i))" -n "nats$((i + 1))" -sd "$dir/js$((i + 1))" \
+    --cluster_name herald --cluster "nats://127.0.0.1:$((CLUSTER_PORT + i))" --routes "$routes" \
+    >"$dir/nats$((i + 1)).log" 2>&1 &
+  pids+=($!)
+done
 
 for i in "${!NODE_PORTS[@]}"; do
-  HOST=127.0.0.1 PORT=${NODE_PORTS[$i]} NATS_URL="nats://127.0.0.1:$NATS_PORT" NODE_ID="node$((i + 1))" \
+  HOST=127.0.0.1 PORT=${NODE_PORTS[$i]} NATS_URL="$nats_urls" NATS_REPLICAS=3 NODE_ID="node$((i + 1))" \
     DRAIN_DURATION_SECS=${DRAIN_DURATION_SECS:-5} "$HERALD" >"$dir/node$((i + 1)).log" 2>&1 &
   pids+=($!)
 done
@@ -63,6 +76,6 @@ for p in "${NODE_PORTS[@]}"; do
     sleep 0.1
   done
 done
-echo "herald cluster: http://127.0.0.1:$PORT (ws://127.0.0.1:$PORT/ws) -> nodes ${NODE_PORTS[*]}, NATS :$NATS_PORT"
+echo "herald cluster: http://127.0.0.1:$PORT (ws://127.0.0.1:$PORT/ws) -> nodes ${NODE_PORTS[*]}, NATS $nats_urls"
 echo "logs: $dir   (Ctrl-C stops everything)"
 wait -n "${pids[@]}" || true

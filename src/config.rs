@@ -26,6 +26,8 @@ const MAX_MESSAGE: u64 = 64 << 20;
 /// Largest value of a `*_SECS` setting (a year): deadlines are `now + setting`, and far larger
 /// values would overflow that sum.
 const MAX_SECS: u64 = 365 * 24 * 60 * 60;
+/// Most replicas JetStream allows a stream.
+const MAX_REPLICAS: u64 = 5;
 
 /// What the broker does when a connection's outbound queue is full (PROTOCOL.md §1, Backpressure).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -93,6 +95,9 @@ pub struct Config {
     pub nats_url: Option<String>,
     /// This node's name in cluster reports; unique per process.
     pub node_id: String,
+    /// Replicas of herald's JetStream stream and registry bucket (1 on a single NATS server; 3 or
+    /// 5 on a NATS cluster, so losing a server loses nothing acknowledged).
+    pub nats_replicas: usize,
     /// Lame-duck drain on SIGTERM: clients are closed with 1012 in batches over this long before
     /// the normal shutdown; zero skips it.
     pub drain_duration: Duration,
@@ -156,6 +161,7 @@ impl Default for Config {
             tls: None,
             nats_url: None,
             node_id: default_node_id(),
+            nats_replicas: 1,
             drain_duration: Duration::ZERO,
             tokens: TokenSettings::default(),
             topic_idle_ttl: Duration::from_secs(3600),
@@ -267,6 +273,10 @@ pub struct ServerArgs {
     /// This node's id in cluster reports (default: host name, pid and a random suffix).
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
+    /// Replicas of herald's JetStream stream and topic bucket: 1, or 3 (5) on a NATS cluster.
+    #[arg(long, env = "NATS_REPLICAS", default_value_t = 1,
+        value_parser = whole::<usize, 1, MAX_REPLICAS>)]
+    pub nats_replicas: usize,
     /// Seconds to spread closing clients (1012) over on SIGTERM; default 5 in cluster mode, 0 else.
     #[arg(long, env = "DRAIN_DURATION_SECS", value_parser = whole::<u64, 0, MAX_SECS>)]
     pub drain_duration_secs: Option<u64>,
@@ -368,6 +378,7 @@ impl ServerArgs {
                 .node_id
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(default_node_id),
+            nats_replicas: self.nats_replicas,
             tokens: self.auth.into_settings(),
             topic_idle_ttl: Duration::from_secs(self.topic_idle_ttl_secs),
             history_ttl: Duration::from_secs(self.history_ttl_secs),

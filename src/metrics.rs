@@ -180,6 +180,8 @@ pub struct Readings {
     pub gaps: u64,
     /// Whether the cluster backplane is usable (always for the in-memory broker).
     pub backplane_up: bool,
+    /// Whether the backplane's stream has a leader (always for the in-memory broker).
+    pub stream_leader: bool,
     /// Publish-to-enqueue latency.
     pub publish_latency: HistogramSnapshot,
     /// Seconds since start.
@@ -338,6 +340,13 @@ impl Metrics {
             "1 when the cluster backplane is usable (always 1 for the in-memory broker)",
             ConstGauge::new(i64::from(readings.backplane_up)),
         );
+        registry.register(
+            "herald_backplane_stream_leader",
+            "1 when herald's JetStream stream has a leader, so publishes can be stored; 0 during \
+             a leader election or while too few NATS servers are left for a quorum (always 1 for \
+             the in-memory broker)",
+            ConstGauge::new(i64::from(readings.stream_leader)),
+        );
         registry.register_with_unit(
             "herald_uptime",
             "Time since start",
@@ -371,6 +380,7 @@ mod tests {
             gaps: 0,
             tokens: None,
             backplane_up: true,
+            stream_leader: false,
             publish_latency: crate::histogram::publish_latency_histogram().snapshot(),
             uptime_secs: 5,
         });
@@ -386,6 +396,7 @@ mod tests {
         ));
         assert!(text.contains(r#"herald_ws_frames_received_total{type="publish"} 1"#));
         assert!(text.contains("herald_backplane_up 1\n"));
+        assert!(text.contains("herald_backplane_stream_leader 0\n"));
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -4,117 +4,20 @@
 mod common;
 
 use std::collections::{BTreeSet, HashSet};
-use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::assert::assert_acked_once_in_order;
+use common::procs::{
+    log_file, remove_unless_panicking, require, spawn_herald, spawn_single_nats, temp_dir,
+    wait_port, Proc, SETTLE,
+};
 use common::{free_port, http, WsClient};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-/// Longest wait for a process to come up or for the cluster to agree.
-const SETTLE: Duration = Duration::from_secs(20);
-
-/// A child process killed (SIGKILL) and reaped on drop, also when a test panics. A process
-/// started as its own process group (nginx: its master forks workers) is killed as a group, or the
-/// workers would outlive a killed master, still listening.
-struct Proc {
-    child: Option<Child>,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or(0)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Fails harmlessly (no such group) unless the child leads its own process group.
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .stderr(Stdio::null())
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Sends SIGTERM (the lame-duck drain) without waiting.
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-    }
-
-    /// Waits for the process to exit; its exit code.
-    async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        let child = self.child.as_mut()?;
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process did not exit in {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Finds a program or fails the test naming the packages to install.
-fn require(program: &str) -> PathBuf {
-    for dir in [
-        "/usr/sbin",
-        "/usr/bin",
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/sbin",
-        "/bin",
-    ] {
-        let path = Path::new(dir).join(program);
-        if path.exists() {
-            return path;
-        }
-    }
-    if let Ok(path) = std::env::var("PATH") {
-        for dir in path.split(':') {
-            let p = Path::new(dir).join(program);
-            if p.exists() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "`{program}` not found: the cluster tests need the Debian packages nats-server and nginx \
-         (apt-get install -y nats-server nginx)"
-    );
-}
-
-/// Waits until something listens on `port`.
-async fn wait_port(port: u16, what: &str) {
-    let deadline = Instant::now() + SETTLE;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A herald node.
 struct Node {
@@ -153,11 +56,7 @@ impl Drop for Cluster {
             node.proc.kill();
         }
         self.nats.kill();
-        if std::thread::panicking() {
-            eprintln!("cluster logs kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        remove_unless_panicking(&self.dir);
     }
 }
 
@@ -165,13 +64,7 @@ impl Cluster {
     /// nats-server and `nodes` herald nodes, all ready.
     async fn start(nodes: usize, env: &[(&str, &str)]) -> Self {
         let nats_bin = require("nats-server");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("herald-cluster-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = temp_dir("herald-cluster");
         let nats_port = free_port();
         let mut cluster = Self {
             nats: Proc { child: None },
@@ -199,60 +92,21 @@ impl Cluster {
     }
 
     fn log(&self, name: &str) -> Stdio {
-        Stdio::from(File::create(self.dir.join(name)).expect("log file"))
+        log_file(&self.dir, name)
     }
 
     fn spawn_nats(&self, bin: &Path) -> Proc {
-        let child = Command::new(bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.nats_port.to_string()])
-            .arg("-sd")
-            .arg(self.dir.join("js"))
-            .stdout(self.log("nats.out"))
-            .stderr(self.log("nats.err"))
-            .spawn()
-            .expect("spawn nats-server");
-        Proc { child: Some(child) }
+        spawn_single_nats(bin, &self.dir, self.nats_port)
     }
 
     fn spawn_node(&self, port: u16, index: usize) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("NATS_URL", format!("nats://127.0.0.1:{}", self.nats_port))
-            .env("NODE_ID", format!("node{index}-{port}"))
-            .env("RUST_LOG", "info")
-            .env("SHUTDOWN_TIMEOUT_SECS", "2");
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .stdout(self.log(&format!("node{index}-{port}.out")))
-            .stderr(self.log(&format!("node{index}-{port}.err")))
-            .spawn()
-            .expect("spawn herald");
-        Proc { child: Some(child) }
+        let url = format!("nats://127.0.0.1:{}", self.nats_port);
+        spawn_herald(&self.dir, port, index, &url, &self.env)
     }
 
     /// Waits for node `i`'s `/readyz` to answer 200.
     async fn wait_ready(&self, i: usize) {
-        wait_port(self.nodes[i].port, "herald").await;
-        let client = http();
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            let ok = client
-                .get(self.nodes[i].url("/readyz"))
-                .send()
-                .await
-                .map(|r| r.status() == 200)
-                .unwrap_or(false);
-            if ok {
-                return;
-            }
-            assert!(Instant::now() < deadline, "node {i} never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        common::procs::wait_ready(self.nodes[i].port).await;
     }
 
     /// nginx on a free port in front of the nodes; `backup` marks every node but the first as a
@@ -409,29 +263,12 @@ async fn rest_publish(url: &str, topic: &str, payload: Value) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// GETs JSON.
 /// `herald_backplane_up` as node `url` (a `/metrics` URL) reports it.
 async fn backplane_up(url: &str) -> String {
-    metric(url, "herald_backplane_up")
-        .await
-        .unwrap_or_else(|| "missing".to_owned())
+    common::rest::metric(url, "herald_backplane_up").await
 }
 
-/// The value of the sample `name` in node `url`'s `/metrics`.
-async fn metric(url: &str, name: &str) -> Option<String> {
-    let text = http()
-        .get(url)
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .map(str::to_owned)
-}
-
+/// GETs JSON.
 async fn get(url: &str) -> (u16, Value) {
     let r = http().get(url).send().await.expect("GET");
     let status = r.status().as_u16();
@@ -855,16 +692,7 @@ async fn rolling_restart_under_load_loses_nothing_acknowledged() {
     final_tx.send(*acked.iter().max().unwrap()).unwrap();
     for s in subscribers {
         let seen = s.await.unwrap();
-        assert!(
-            seen.windows(2).all(|w| w[0] < w[1]),
-            "duplicate or out of order"
-        );
-        let seen: HashSet<u64> = seen.into_iter().collect();
-        let missing: Vec<_> = acked.iter().filter(|s| !seen.contains(s)).collect();
-        assert!(
-            missing.is_empty(),
-            "acknowledged but never delivered: {missing:?}"
-        );
+        assert_acked_once_in_order("subscriber", &seen, &acked);
     }
 }
 
@@ -1025,10 +853,10 @@ async fn history_ttl_agrees_on_every_node() {
 
 /// `herald_topics_expired_total` as node `url` (a `/metrics` URL) reports it.
 async fn topics_expired(url: &str) -> u64 {
-    metric(url, "herald_topics_expired_total")
-        .await
-        .and_then(|v| v.parse().ok())
-        .expect("herald_topics_expired_total")
+    let value = common::rest::metric(url, "herald_topics_expired_total").await;
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("herald_topics_expired_total: {value}"))
 }
 
 /// The names of the topics node `url` (a `/topics` URL) lists that start with `prefix`.

@@ -180,6 +180,16 @@ fn each_bad_setting_is_one_line_naming_the_variable_the_value_and_what_is_allowe
         ),
         (
             &[],
+            vec![("NATS_REPLICAS", "7")],
+            format!("NATS_REPLICAS=7: {}", whole(1, 5)),
+        ),
+        (
+            &[],
+            vec![("NATS_REPLICAS", "0")],
+            format!("NATS_REPLICAS=0: {}", whole(1, 5)),
+        ),
+        (
+            &[],
             vec![("RUST_LOG", "nonsense=====")],
             "RUST_LOG=nonsense=====: error parsing level filter: expected one of \"off\", \
              \"error\", \"warn\", \"info\", \"debug\", \"trace\", or a number 0-5; expected a \

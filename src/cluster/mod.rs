@@ -8,7 +8,9 @@
 //! - every node consumes the whole stream in order and fans each event out locally, so every node
 //!   assigns the same `seq` and keeps the same ring, and a restarted node rebuilds from the stream;
 //! - topics live in a JetStream KV bucket (`herald-topics`) that every node watches;
-//! - each node reports its local counts on core NATS, and every node sums the same reports.
+//! - each node reports its local counts on core NATS, and every node sums the same reports;
+//! - on a NATS cluster the stream and bucket keep `NATS_REPLICAS` copies, and the node says when
+//!   the stream has no leader (`/readyz`, `/metrics`) and keeps serving once one is elected.
 //!
 //! See `nats.rs` for the engine side and `report.rs` for the cluster-wide counts.
 
@@ -54,7 +56,43 @@ impl Backplane {
         counts: CountsFn,
     ) {
         if let Self::Nats(nats) = self {
-            nats.clone().start(tracker, shutdown, counts);
+            nats.clone().start(tracker, shutdown.clone(), counts);
+            let leader = nats.clone().watch_stream_leader();
+            tracker.spawn(async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = leader => {}
+                }
+            });
+        }
+    }
+
+    /// Resolves with one line when the backplane cannot run as configured (NATS refused
+    /// `NATS_REPLICAS`); the node then stops. Never resolves on a single node.
+    pub async fn refused(&self) -> String {
+        match self {
+            Self::Local => std::future::pending().await,
+            Self::Nats(nats) => nats.refused().await,
+        }
+    }
+
+    /// Whether herald's stream has a leader (JetStream can store publishes): always on a single
+    /// node; in cluster mode, as last looked up (about every second).
+    pub fn has_stream_leader(&self) -> bool {
+        match self {
+            Self::Local => true,
+            Self::Nats(nats) => nats.has_stream_leader(),
+        }
+    }
+
+    /// Why this node should get no new clients, if it should not: `None` when ready.
+    pub fn unready_reason(&self) -> Option<&'static str> {
+        if !self.is_ready() {
+            Some("backplane unavailable")
+        } else if !self.has_stream_leader() {
+            Some("backplane has no stream leader")
+        } else {
+            None
         }
     }
 
@@ -89,6 +127,21 @@ impl Backplane {
         match self {
             Self::Local => broker.topics_expired(),
             Self::Nats(nats) => nats.topics_expired(),
+        }
+    }
+
+    /// Before a resume from `seq` in `epoch`: in cluster mode, waits a bounded time until this
+    /// node has applied `seq`, which another node may already have delivered to the client while
+    /// this one lags (it lost its NATS server, say), so the resume is exact rather than
+    /// `recovered: false`. Nothing to wait for on a single node or in another life of the topic.
+    pub async fn reach(&self, broker: &Broker, name: &TopicName, seq: u64, epoch: Option<&str>) {
+        if let Self::Nats(nats) = self {
+            let same_life = broker
+                .get(name.as_str())
+                .is_some_and(|t| epoch.is_none_or(|e| e == t.epoch()));
+            if same_life {
+                Box::pin(nats.reach(seq)).await;
+            }
         }
     }
 
@@ -176,6 +229,7 @@ mod tests {
                 size(local.publish(&broker, &topic, None, Payload::Text("x"))),
             ),
             ("ensure", size(local.ensure(&topic))),
+            ("reach", size(local.reach(&broker, &topic, 1, None))),
             ("create_topic", size(local.create_topic(&broker, &topic))),
             ("delete_topic", size(local.delete_topic(&broker, &topic))),
         ];

@@ -2,7 +2,7 @@
 //! variables or was built in code (tests, embedders).
 
 use super::values::{allowed, UNBOUNDED};
-use super::{Config, ConfigError, MAX_MESSAGE, MAX_QUEUE, MAX_SECS};
+use super::{Config, ConfigError, MAX_MESSAGE, MAX_QUEUE, MAX_REPLICAS, MAX_SECS};
 
 impl Config {
     /// Rejects values the broker cannot run with (zero-sized queues, zero intervals, ...), named
@@ -42,6 +42,7 @@ impl Config {
                 UNBOUNDED,
             ),
             ("MAX_CONNECTIONS", self.max_connections as u64, 1, UNBOUNDED),
+            ("NATS_REPLICAS", self.nats_replicas as u64, 1, MAX_REPLICAS),
             (
                 "STREAM_MAX_MSGS_PER_TOPIC",
                 self.stream_max_msgs_per_topic,

@@ -155,6 +155,11 @@ impl Node {
         caller.check(Capability::Subscribe, topic)?;
         // Held until the subscriber is in the topic's list (cluster mode: see `Backplane::ensure`).
         let _in_flight = self.backplane.ensure(topic).await?;
+        if let Replay::Since { seq, epoch } = replay {
+            self.backplane
+                .reach(&self.broker, topic, *seq, epoch.as_deref())
+                .await;
+        }
         let ack = ack.map(|f| f as &dyn Fn(&SubscribeAck) -> Frame);
         self.broker.subscribe(topic, subscriber, replay, ack)
     }
@@ -243,6 +248,23 @@ impl Node {
     /// and caught up with the registry and the stream.
     pub fn is_ready(&self) -> bool {
         self.backplane.is_ready()
+    }
+
+    /// Why this node should get no new clients (`/readyz` 503), if it should not: the backplane
+    /// is unreachable or behind, or its stream has no leader.
+    pub fn unready_reason(&self) -> Option<&'static str> {
+        self.backplane.unready_reason()
+    }
+
+    /// Whether the backplane's stream has a leader (always on a single node).
+    pub fn has_stream_leader(&self) -> bool {
+        self.backplane.has_stream_leader()
+    }
+
+    /// Resolves with one line when the backplane cannot run as configured; never on a single
+    /// node.
+    pub async fn backplane_refused(&self) -> String {
+        self.backplane.refused().await
     }
 
     /// Whether this is cluster mode.

@@ -68,13 +68,21 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future) -
         "herald listening"
     );
     let mut shutdown = std::pin::pin!(shutdown);
+    let node = state.node.clone();
+    let mut refused = std::pin::pin!(node.backplane_refused());
+    let mut failure = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            line = &mut refused => {
+                failure = Some(line);
+                break;
+            }
             accepted = listener.accept() => on_accept(&state, accepted).await,
         }
     }
-    if !state.config.drain_duration.is_zero() {
+    // A node that cannot run as configured was never ready: nothing to drain.
+    if failure.is_none() && !state.config.drain_duration.is_zero() {
         // Lame duck: keep answering (/readyz says 503, REST still works) while the sessions are
         // closed group by group, so their clients reconnect to other nodes without a storm.
         state.draining.store(true, Ordering::Relaxed);
@@ -99,7 +107,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future) -
         warn!("some connections did not finish within the shutdown timeout");
     }
     info!("stopped");
-    Ok(())
+    match failure {
+        Some(line) => Err(io::Error::other(line)),
+        None => Ok(()),
+    }
 }
 
 /// Serves an accepted connection, or backs off after an accept error.

@@ -244,6 +244,7 @@ pub(super) fn metrics(state: &State, caller: &Caller) -> RouteResult {
         topics_expired: state.node.topics_expired(),
         gaps: state.node.gaps(),
         backplane_up: state.node.is_ready(),
+        stream_leader: state.node.has_stream_leader(),
         publish_latency: state.node.publish_latency(),
         uptime_secs: stats.uptime_secs,
         tokens: state.node.gate().counts(),

@@ -80,10 +80,8 @@ impl State {
     pub(super) fn unready(&self) -> Option<&'static str> {
         if self.shutdown.is_cancelled() || self.draining.load(Ordering::Relaxed) {
             Some("draining")
-        } else if !self.node.is_ready() {
-            Some("backplane unavailable")
         } else {
-            None
+            self.node.unready_reason()
         }
     }
 }

@@ -150,3 +150,18 @@ pub fn assert_event(ev: &Value, topic: &str, id: &Value, payload: Value, seq: u6
     );
     assert_ts(ev);
 }
+
+/// `seen` (the `seq`s one subscriber received) is strictly increasing, so nothing came twice or
+/// out of order, and holds every acknowledged `seq` in `acked`; `who` names the subscriber.
+pub fn assert_acked_once_in_order(who: &str, seen: &[u64], acked: &[u64]) {
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "{who}: a duplicate or out of order"
+    );
+    let seen: std::collections::HashSet<u64> = seen.iter().copied().collect();
+    let missing: Vec<_> = acked.iter().filter(|s| !seen.contains(s)).collect();
+    assert!(
+        missing.is_empty(),
+        "{who}: acknowledged but never delivered: {missing:?}"
+    );
+}

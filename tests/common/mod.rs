@@ -3,6 +3,7 @@
 //!
 //! - `server`: `TestServer`, herald run in this process on an ephemeral port.
 //! - `spawned`: `Spawned`, the `herald` binary started from environment variables.
+//! - `procs`: child processes of the cluster tests (nats-server, herald nodes, nginx).
 //! - `ws`: `WsClient` and the handshakes and frame reads of browser-style clients.
 //! - `rest`: the HTTP client, `curl`-shaped requests, JSON and text reads.
 //! - `flood`: a subscriber stalled behind a flood under `drop_oldest`.
@@ -14,6 +15,7 @@
 
 pub mod assert;
 pub mod flood;
+pub mod procs;
 pub mod rest;
 pub mod server;
 pub mod spawned;

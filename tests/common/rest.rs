@@ -85,3 +85,21 @@ pub fn upgrade_request(url: String, key: &str) -> RequestBuilder {
         .header("Sec-WebSocket-Version", "13")
         .header("Sec-WebSocket-Key", key)
 }
+
+/// The value of the sample named `name` (no labels) in the `/metrics` text at `url`, or
+/// `"missing"`.
+pub async fn metric(url: &str, name: &str) -> String {
+    let text = http()
+        .get(url)
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or("missing")
+        .to_owned()
+}

@@ -15,7 +15,8 @@ use tracing::{debug, info, warn};
 use super::registry::TopicValue;
 use super::subject::{decode_topic, encode_topic};
 use super::{
-    NatsBackplane, Parts, H_CREATED, H_EPOCH, H_EVENT, H_IMPLICIT, MSG_ALL, MSG_PREFIX, RETRY_PAUSE,
+    NatsBackplane, Parts, CALL_TIMEOUT, H_CREATED, H_EPOCH, H_EVENT, H_IMPLICIT, MSG_ALL,
+    MSG_PREFIX, RETRY_PAUSE,
 };
 use crate::broker::{EventBuilder, Outbox, Topic};
 use crate::clock;
@@ -65,6 +66,15 @@ impl Pace {
         }
     }
 }
+/// How often a silent consumer is checked for a stall. The ordered consumer's own heartbeat check
+/// needs two missed 15 s heartbeats (a minute) to notice that the server holding it died while
+/// this node stayed connected elsewhere; this notices in a few seconds.
+const STALL_CHECK: Duration = Duration::from_secs(1);
+/// Silent checks in a row, each finding a message this node has not applied, that count as a
+/// stall (more than one: a message may be stored just before a check and delivered after it).
+const STALL_CHECKS: u32 = 2;
+/// How often a resume waiting for this node to catch up looks again.
+const REACH_POLL: Duration = Duration::from_millis(10);
 
 impl NatsBackplane {
     /// Consumes the whole stream in order forever, from the last applied sequence.
@@ -109,11 +119,26 @@ impl NatsBackplane {
             ..Pace::default()
         };
         let mut expected = start;
+        let mut stall = tokio::time::interval(STALL_CHECK);
+        stall.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut delivered, mut silent) = (false, 0);
         loop {
             let message = tokio::select! {
                 message = messages.next() => message,
                 _ = connects.changed() => return Err("reconnected".into()),
+                _ = stall.tick() => {
+                    silent = match (delivered, self.unapplied_exists(parts).await) {
+                        (false, true) => silent + 1,
+                        _ => 0,
+                    };
+                    delivered = false;
+                    if silent >= STALL_CHECKS {
+                        return Err("stalled: the stream has messages the consumer does not deliver".into());
+                    }
+                    continue;
+                }
             };
+            delivered = true;
             let message = match message {
                 Some(Ok(message)) => message,
                 Some(Err(e)) => return Err(e.to_string()),
@@ -249,6 +274,27 @@ impl NatsBackplane {
         )
         .ok_or("malformed event body")?;
         Ok(Some((topic, event)))
+    }
+
+    /// Waits until this node applied stream sequence `seq`, for at most `CALL_TIMEOUT` (a
+    /// `since_seq` from the future never catches up).
+    pub(in crate::cluster) async fn reach(&self, seq: u64) {
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        while self.applied.load(Ordering::Acquire) < seq && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(REACH_POLL).await;
+        }
+    }
+
+    /// Whether the stream holds a message after the last one applied (false when unknown).
+    async fn unapplied_exists(&self, parts: &Parts) -> bool {
+        let next = self.applied.load(Ordering::Acquire) + 1;
+        let request = parts
+            .stream
+            .raw_message_builder()
+            .sequence(next)
+            .next_by_subject(MSG_ALL)
+            .send();
+        matches!(tokio::time::timeout(STALL_CHECK, request).await, Ok(Ok(_)))
     }
 
     /// Turns `/readyz` green once connected and nothing is left to consume (the consumer also

@@ -6,7 +6,9 @@
 //! - `topics.rs`: looks up, creates and deletes topics in the registry for a client;
 //! - `publish.rs`: stores a client's event in the stream;
 //! - `reports.rs`: sends this node's counts and collects every node's;
-//! - `expiry.rs`: removes topics idle on every node (`TOPIC_IDLE_TTL_SECS`).
+//! - `expiry.rs`: removes topics idle on every node (`TOPIC_IDLE_TTL_SECS`);
+//! - `replicas.rs`: the stream's and bucket's replica count (`NATS_REPLICAS`);
+//! - `leader.rs`: whether the stream has a leader, and whether NATS refused the replica count.
 //!
 //! # Data
 //! - Stream `HERALD` over `herald.msg.<encoded topic>`, at most `RING_BUFFER_SIZE` messages per
@@ -29,8 +31,11 @@
 
 mod consumer;
 mod expiry;
+mod leader;
 mod publish;
 mod registry;
+mod replicas;
+mod replication;
 mod reports;
 mod subject;
 mod topics;
@@ -139,6 +144,8 @@ pub struct NatsBackplane {
     expired: AtomicU64,
     /// Gap notices: events a topic lost to the stream's retention before this node read them.
     gaps: AtomicU64,
+    /// `NATS_REPLICAS` and the stream's leader.
+    replication: replication::Replication,
 }
 
 impl NatsBackplane {
@@ -159,6 +166,10 @@ impl NatsBackplane {
             .name(format!("herald {}", config.node_id))
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
+            // Every JetStream API call (consumer and watch creation, stream info) is a request:
+            // bounded like a client's call, so a request lost with a dead server is retried
+            // (placed elsewhere) after seconds, not the default 10.
+            .request_timeout(Some(CALL_TIMEOUT))
             // A dead server is noticed within a few seconds even when nothing is being sent.
             .ping_interval(Duration::from_secs(2))
             .reconnect_delay_callback(|attempts| {
@@ -207,6 +218,7 @@ impl NatsBackplane {
             reports: Reports::default(),
             expired: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
+            replication: replication::Replication::new(config.nats_replicas),
         }))
     }
 
@@ -238,7 +250,7 @@ impl NatsBackplane {
         }
         self.parts
             .get_or_try_init(|| async {
-                let config = stream::Config {
+                let stream = stream::Config {
                     name: STREAM.into(),
                     subjects: vec![MSG_ALL.into()],
                     max_messages_per_subject: self.per_topic,
@@ -246,48 +258,21 @@ impl NatsBackplane {
                     storage: stream::StorageType::File,
                     ..Default::default()
                 };
-                let mut stream = self
-                    .js
-                    .get_or_create_stream(config.clone())
-                    .await
-                    .map_err(|e| unavailable("stream", e))?;
-                let existing = &stream.cached_info().config;
-                if existing.max_messages_per_subject != config.max_messages_per_subject
-                    || existing.max_age != config.max_age
-                {
-                    // Made by a node with other retention settings (or a herald from before
-                    // them): the latest start decides, so changing the settings takes effect.
-                    info!(
-                        per_topic = config.max_messages_per_subject,
-                        max_age_secs = config.max_age.as_secs(),
-                        "updating the stream's retention"
-                    );
-                    self.js
-                        .update_stream(&config)
-                        .await
-                        .map_err(|e| unavailable("stream retention", e))?;
-                    stream = self
-                        .js
-                        .get_stream(STREAM)
-                        .await
-                        .map_err(|e| unavailable("stream", e))?;
-                }
+                let stream = self.open_stream(stream, "message").await?;
                 // The bucket's stream is created directly, as `create_key_value` would: that
                 // call first reads the account info, which it cannot parse from a 2.9 server.
-                self.js
-                    .get_or_create_stream(stream::Config {
-                        name: format!("KV_{BUCKET}"),
-                        subjects: vec![format!("$KV.{BUCKET}.>")],
-                        max_messages_per_subject: 1,
-                        storage: stream::StorageType::File,
-                        allow_rollup: true,
-                        deny_delete: true,
-                        allow_direct: true,
-                        discard: stream::DiscardPolicy::New,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| unavailable("registry", e))?;
+                let bucket = stream::Config {
+                    name: format!("KV_{BUCKET}"),
+                    subjects: vec![format!("$KV.{BUCKET}.>")],
+                    max_messages_per_subject: 1,
+                    storage: stream::StorageType::File,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: stream::DiscardPolicy::New,
+                    ..Default::default()
+                };
+                self.open_stream(bucket, "registry").await?;
                 let kv = self
                     .js
                     .get_key_value(BUCKET)

@@ -1,0 +1,28 @@
+//! The state of a replicated backplane, shared by `replicas.rs` (which creates the stream and
+//! bucket with `NATS_REPLICAS` copies) and `leader.rs` (which watches the stream's leader).
+
+use std::sync::atomic::AtomicBool;
+
+use tokio::sync::watch;
+
+/// The replica count asked for and what the node knows of the stream's leader.
+#[derive(Debug)]
+pub(super) struct Replication {
+    /// `NATS_REPLICAS`.
+    pub(super) replicas: usize,
+    /// The last look-up found a stream leader.
+    pub(super) leader: AtomicBool,
+    /// Set once when NATS refuses the replica count: the line the node stops with.
+    pub(super) refused: watch::Sender<Option<String>>,
+}
+
+impl Replication {
+    /// Nothing known yet; `replicas` is `NATS_REPLICAS`.
+    pub(super) fn new(replicas: usize) -> Self {
+        Self {
+            replicas: replicas.max(1),
+            leader: AtomicBool::new(false),
+            refused: watch::Sender::new(None),
+        }
+    }
+}
