@@ -71,6 +71,8 @@ pub struct Config {
     pub max_publish_rate: u32,
     /// Upper bound on the topics one connection may subscribe to.
     pub max_subscriptions_per_connection: usize,
+    /// Upper bound on pattern subscriptions on this server, all connections together.
+    pub max_pattern_subscriptions: usize,
     /// Upper bound on open WebSocket connections; upgrades beyond it get 503.
     pub max_connections: usize,
     /// Ping/Pong/Close frames a connection may send per second before it is closed (1008).
@@ -149,6 +151,7 @@ impl Default for Config {
             max_message_bytes: 1 << 20,
             max_publish_rate: 0,
             max_subscriptions_per_connection: 1_000,
+            max_pattern_subscriptions: 100_000,
             max_connections: 1_000_000,
             max_control_frames_per_sec: 100,
             allowed_origins: Vec::new(),
@@ -225,6 +228,10 @@ pub struct ServerArgs {
     #[arg(long, env = "MAX_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = 1_000,
         value_parser = whole::<usize, 1, UNBOUNDED>)]
     pub max_subscriptions_per_connection: usize,
+    /// Maximum pattern subscriptions (`orders.*`) on this server, all connections together.
+    #[arg(long, env = "MAX_PATTERN_SUBSCRIPTIONS", default_value_t = 100_000,
+        value_parser = whole::<usize, 1, UNBOUNDED>)]
+    pub max_pattern_subscriptions: usize,
     /// Maximum open WebSocket connections; upgrades beyond it are refused with 503.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1_000_000,
         value_parser = whole::<usize, 1, UNBOUNDED>)]
@@ -351,6 +358,7 @@ impl ServerArgs {
             max_message_bytes: self.max_message_bytes,
             max_publish_rate: self.max_publish_rate,
             max_subscriptions_per_connection: self.max_subscriptions_per_connection,
+            max_pattern_subscriptions: self.max_pattern_subscriptions,
             max_connections: self.max_connections,
             max_control_frames_per_sec: self.max_control_frames_per_sec,
             allowed_origins: self

@@ -169,6 +169,8 @@ pub struct Readings {
     pub topics: usize,
     /// Subscriptions, summed over topics.
     pub subscriptions: usize,
+    /// Pattern subscriptions on this node.
+    pub pattern_subscriptions: usize,
     /// Event counts since start, deleted topics included.
     pub events: EventCounts,
     /// Connections closed with `SLOW_CONSUMER`.
@@ -247,6 +249,11 @@ impl Metrics {
             "herald_subscriptions",
             "Current subscriptions, summed over topics",
             gauge(readings.subscriptions),
+        );
+        registry.register(
+            "herald_pattern_subscriptions",
+            "Current wildcard pattern subscriptions on this node (not in herald_subscriptions)",
+            gauge(readings.pattern_subscriptions),
         );
         registry.register("herald_topics", "Topics that exist", gauge(readings.topics));
         let events = readings.events;
@@ -374,6 +381,7 @@ mod tests {
             connections: 2,
             topics: 1,
             subscriptions: 3,
+            pattern_subscriptions: 2,
             events: EventCounts::default(),
             slow_consumer_disconnects: 0,
             topics_expired: 7,

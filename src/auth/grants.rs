@@ -146,14 +146,22 @@ impl Grants {
 
     /// Whether `capability` is granted on `topic`.
     pub fn allows(&self, capability: Capability, topic: &str) -> bool {
-        self.admin
-            || match capability {
-                Capability::Subscribe => &self.sub,
-                Capability::Publish => &self.publish,
-                Capability::History => &self.history,
-                Capability::Presence => &self.presence,
-            }
-            .matches(topic)
+        self.admin || self.matcher(capability).matches(topic)
+    }
+
+    /// The patterns granting `capability`.
+    fn matcher(&self, capability: Capability) -> &Matcher {
+        match capability {
+            Capability::Subscribe => &self.sub,
+            Capability::Publish => &self.publish,
+            Capability::History => &self.history,
+            Capability::Presence => &self.presence,
+        }
+    }
+
+    /// Whether `capability` is granted on every topic the wildcard `pattern` matches.
+    pub fn covers(&self, capability: Capability, pattern: &str) -> bool {
+        self.admin || self.matcher(capability).covers(pattern)
     }
 
     /// Whether the admin-only operations (topic create/delete, `GET /topics`, `/stats`,

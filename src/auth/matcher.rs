@@ -57,6 +57,33 @@ impl Node {
             || self.star.as_ref().is_some_and(|child| child.matches(after))
     }
 
+    /// Whether the patterns below here together with one single pattern cover every topic the
+    /// pattern tokens in `rest` (`None`: all consumed) match.
+    fn covers(&self, rest: Option<&str>) -> bool {
+        let Some(rest) = rest else {
+            return self.end;
+        };
+        if self.rest {
+            return true;
+        }
+        let (token, after) = match rest.split_once('.') {
+            Some((token, after)) => (token, Some(after)),
+            None => (rest, None),
+        };
+        match token {
+            // Any number of tokens: only a `>` here could cover them.
+            ">" => false,
+            // Any one token: only a `*` here.
+            "*" => self.star.as_ref().is_some_and(|child| child.covers(after)),
+            literal => {
+                self.literal
+                    .get(literal)
+                    .is_some_and(|child| child.covers(after))
+                    || self.star.as_ref().is_some_and(|child| child.covers(after))
+            }
+        }
+    }
+
     /// Whether no pattern was added.
     fn is_empty(&self) -> bool {
         self.literal.is_empty() && self.star.is_none() && !self.end && !self.rest
@@ -105,6 +132,13 @@ impl Matcher {
         self.all
             || (!self.exact.is_empty() && self.exact.contains(topic))
             || self.wildcards.matches(Some(topic))
+    }
+
+    /// Whether one of the patterns covers the whole wildcard `pattern` (already checked):
+    /// every topic it matches, any pattern here matches too. Each granted pattern is weighed on
+    /// its own, so a family covered only by a union of patterns is refused (the safe side).
+    pub fn covers(&self, pattern: &str) -> bool {
+        self.all || self.wildcards.covers(Some(pattern))
     }
 
     /// Whether no topic can match.
@@ -184,6 +218,40 @@ mod tests {
         assert!(!matcher(&["a.*"]).is_empty() && !matcher(&["a"]).is_empty());
         assert!(Matcher::everything().matches("x.y"));
         assert!(matcher(&["a", ">"]).matches("z"));
+    }
+
+    #[test]
+    fn cover_table() {
+        // (granted, asked, covered)
+        let table = [
+            ("user.42.>", "user.42.*", true),
+            ("user.42.>", "user.42.>", true),
+            ("user.42.>", "user.42.a.*", true),
+            ("user.42.>", "user.*", false),
+            ("user.42.>", "user.*.x", false),
+            ("user.*", ">", false),
+            ("user.*", "user.*", true),
+            ("user.*", "user.>", false),
+            ("user.*", "user.*.x", false),
+            ("*.x", "a.*", false),
+            ("*.*", "a.*", true),
+            ("*.>", "a.*.b.>", true),
+            ("a.*.c", "a.*.c", true),
+            ("a.*.c", "a.*.*", false),
+            ("user.42", "user.*", false),
+            (">", ">", true),
+            (">", "a.*", true),
+        ];
+        for (granted, asked, expected) in table {
+            assert_eq!(
+                matcher(&[granted]).covers(asked),
+                expected,
+                "{granted} covers {asked}"
+            );
+        }
+        // Covering is checked against the reference matcher: a covered pattern's sample topics
+        // all match the grant.
+        assert!(!Matcher::new([]).covers("a.*"));
     }
 
     #[test]

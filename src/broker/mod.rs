@@ -13,6 +13,7 @@ mod lifecycle;
 #[cfg(all(test, herald_loom))]
 mod loom_tests;
 pub mod outbox;
+mod patterns;
 mod rate_limit;
 pub mod ring;
 mod subscriber;
@@ -34,6 +35,7 @@ pub(crate) use event::EventBuilder;
 pub use event::StoredEvent;
 pub use lifecycle::{InFlight, Lease};
 pub use outbox::{Outbox, Outgoing, Pushed};
+use patterns::PatternIndex;
 pub use ring::Ring;
 pub use subscriber::{ConnId, Subscriber};
 use sweep::Sweeper;
@@ -81,6 +83,13 @@ pub struct Broker {
     history_ttl_ms: u64,
     /// The idle sweep's queue and count.
     sweeper: Sweeper,
+    /// Every pattern subscription (issue 20). Held while a topic is created and while a pattern
+    /// is added or removed, never by a publish (`patterns.rs` says why that is exact).
+    patterns: Mutex<PatternIndex>,
+    /// Pattern subscriptions stored, readable without the lock for `/stats`.
+    pattern_count: AtomicUsize,
+    /// `MAX_PATTERN_SUBSCRIPTIONS`.
+    max_patterns: usize,
 }
 
 impl Broker {
@@ -101,6 +110,9 @@ impl Broker {
             idle_ttl: (!config.topic_idle_ttl.is_zero()).then_some(config.topic_idle_ttl),
             history_ttl_ms: u64::try_from(config.history_ttl.as_millis()).unwrap_or(u64::MAX),
             sweeper: Sweeper::new(config.topic_idle_ttl),
+            patterns: Mutex::new(PatternIndex::default()),
+            pattern_count: AtomicUsize::new(0),
+            max_patterns: config.max_pattern_subscriptions,
         }
     }
 
@@ -152,6 +164,7 @@ impl Broker {
     /// Inserts a topic unless one exists; returns it and whether it was created now. An
     /// `implicit` one (made by subscribe or publish) may expire when idle.
     fn insert(&self, name: &TopicName, implicit: bool) -> Result<(Arc<Topic>, bool), ApiError> {
+        let patterns = self.patterns.lock();
         match self.topics.entry(name.clone()) {
             Entry::Occupied(e) => Ok((e.get().clone(), false)),
             Entry::Vacant(e) => {
@@ -173,6 +186,7 @@ impl Broker {
                 if expires {
                     self.sweeper.watch(&topic);
                 }
+                patterns::apply(&patterns, &topic);
                 Ok((topic, true))
             }
         }
@@ -200,7 +214,8 @@ impl Broker {
                 self.sweeper.watch(topic);
             }
         };
-        match self.topics.entry(name.clone()) {
+        let patterns = self.patterns.lock();
+        let topic = match self.topics.entry(name.clone()) {
             Entry::Occupied(mut e) => {
                 if e.get().generation() == identity.generation {
                     return e.get().clone();
@@ -221,7 +236,9 @@ impl Broker {
                 watch(&topic);
                 topic
             }
-        }
+        };
+        patterns::apply(&patterns, &topic);
+        topic
     }
 
     /// Cluster mode: removes `name` if its local life is older than `generation` (a deletion

@@ -32,38 +32,37 @@ pub(crate) struct Recipient {
 
 /// A topic's subscribers by event shape; replaced copy-on-write, read lock-free by publishers.
 /// Keeping seed-c subscribers apart leaves the canonical fan-out loop exactly as it was: a topic
-/// without any pays one empty-list check per publish, nothing per delivery.
+/// without any pays one empty-list check per publish, nothing per delivery. Pattern subscribers
+/// (issue 20) are merged in when they match, so a connection appears once however many of its
+/// subscriptions match; `direct` counts the exact subscriptions among them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Subscribers {
     /// Canonical subscriptions (seed a's included): the stored event frame.
     pub(crate) plain: Vec<Recipient>,
     /// Seed-c subscriptions: the event's seed-c frame.
     pub(crate) seed_c: Vec<Recipient>,
+    /// How many of the connections listed subscribed to the topic by name.
+    pub(crate) direct: usize,
 }
 
 impl Subscribers {
-    /// How many subscriptions there are.
+    /// How many exact subscriptions there are (pattern ones are counted server-wide apart).
     pub(crate) fn len(&self) -> usize {
-        self.plain.len() + self.seed_c.len()
+        self.direct
     }
 
-    /// Whether there is no subscription at all.
+    /// Whether there is no exact subscription (pattern subscribers do not keep a topic alive).
     pub(crate) fn is_empty(&self) -> bool {
-        self.plain.is_empty() && self.seed_c.is_empty()
+        self.direct == 0
     }
 
-    /// Whether `conn` holds a subscription, in either shape.
-    pub(crate) fn contains(&self, conn: ConnId) -> bool {
-        self.all().any(|r| r.conn == conn)
-    }
-
-    /// Every subscription, canonical first.
+    /// Every recipient, canonical first.
     pub(crate) fn all(&self) -> impl Iterator<Item = &Recipient> {
         self.plain.iter().chain(&self.seed_c)
     }
 
-    /// A copy with `subscriber` added to the list of its shape.
-    pub(crate) fn with(&self, subscriber: &Subscriber) -> Self {
+    /// A copy with `subscriber` added to the list of its shape; `direct` when by name.
+    pub(crate) fn with(&self, subscriber: &Subscriber, direct: bool) -> Self {
         let mut next = self.clone();
         let recipient = Recipient {
             conn: subscriber.conn,
@@ -73,16 +72,26 @@ impl Subscribers {
             Dialect::SeedC => next.seed_c.push(recipient),
             Dialect::Canonical => next.plain.push(recipient),
         }
+        next.direct += usize::from(direct);
         next
     }
 
-    /// A copy without `conn`'s subscription.
-    pub(crate) fn without(&self, conn: ConnId) -> Self {
+    /// A copy without `conn`'s recipient; `direct` when it was there by name.
+    pub(crate) fn without(&self, conn: ConnId, direct: bool) -> Self {
         let keep = |list: &[Recipient]| list.iter().filter(|r| r.conn != conn).cloned().collect();
         Self {
             plain: keep(&self.plain),
             seed_c: keep(&self.seed_c),
+            direct: self.direct - usize::from(direct),
         }
+    }
+
+    /// The same recipients with `direct` moved by one: a connection already listed through a
+    /// pattern subscribed by name too (`up`), or left by name but stays through a pattern.
+    pub(crate) fn recount(&self, up: bool) -> Self {
+        let mut next = self.clone();
+        next.direct = if up { next.direct + 1 } else { next.direct - 1 };
+        next
     }
 }
 

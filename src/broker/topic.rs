@@ -33,6 +33,9 @@ use crate::protocol::{Frame, Published, Replay, SubscribeAck, TopicName};
 use crate::sync::{ArcSwap, AtomicBool, AtomicU64, Mutex};
 
 mod cluster;
+mod members;
+
+use members::Members;
 
 /// A fresh opaque epoch: 16 hex digits of a random UUID.
 pub fn new_epoch() -> String {
@@ -46,6 +49,8 @@ struct Sequencer {
     seq: u64,
     /// Present when `MAX_PUBLISH_RATE` is set.
     limiter: Option<RateLimiter>,
+    /// Who is subscribed and why, to keep the snapshot's one entry per connection right.
+    members: Members,
 }
 
 /// Who a topic is in cluster mode: the identity every node gives it, from the shared registry.
@@ -125,7 +130,11 @@ impl Topic {
             created_at: clock::now().as_str().into(),
             generation: 0,
             subscribers: ArcSwap::from_pointee(Subscribers::default()),
-            sequencer: Mutex::new(Sequencer { seq: 0, limiter }),
+            sequencer: Mutex::new(Sequencer {
+                seq: 0,
+                limiter,
+                members: Members::default(),
+            }),
             ring: History::Dense(Ring::new(ring_size)),
             deleted: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -326,15 +335,16 @@ impl Topic {
         replay: &Replay,
         ack: Option<&dyn Fn(&SubscribeAck) -> Frame>,
     ) -> bool {
-        let sequencer = self.sequencer.lock();
+        let mut sequencer = self.sequencer.lock();
         if self.is_deleted() {
             return false;
         }
         self.life.touch();
         let current = self.subscribers.load();
-        let already = current.contains(subscriber.conn);
-        if !already {
-            self.subscribers.store(Arc::new(current.with(subscriber)));
+        let next = sequencer.members.join(&current, subscriber);
+        let already = next.is_none();
+        if let Some(next) = next {
+            self.subscribers.store(Arc::new(next));
         }
         let latest = sequencer.seq;
         // A repeated subscribe replays nothing: the connection already has those events.
@@ -381,12 +391,12 @@ impl Topic {
 
     /// Removes the connection's subscription; returns whether it had one.
     pub fn unsubscribe(&self, conn: ConnId) -> bool {
-        let _sequencer = self.sequencer.lock();
+        let mut sequencer = self.sequencer.lock();
         let current = self.subscribers.load();
-        if !current.contains(conn) {
+        let Some(next) = sequencer.members.leave(&current, conn) else {
             return false;
-        }
-        self.subscribers.store(Arc::new(current.without(conn)));
+        };
+        self.subscribers.store(Arc::new(next));
         // The idle time of a topic whose last subscriber left starts now.
         self.life.touch();
         true
@@ -394,10 +404,12 @@ impl Topic {
 
     /// Marks the topic deleted, empties its subscriber list and tells each subscriber.
     pub(crate) fn close(&self) {
-        let _sequencer = self.sequencer.lock();
+        let mut sequencer = self.sequencer.lock();
         self.deleted.store(true, Ordering::Release);
+        sequencer.members.clear();
         let gone = self.subscribers.swap(Arc::new(Subscribers::default()));
-        if gone.is_empty() {
+        // Pattern subscribers are told too; they stay subscribed to their patterns.
+        if gone.all().next().is_none() {
             return;
         }
         let info = frames::info_topic_deleted(&self.name);

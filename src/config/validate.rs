@@ -36,6 +36,12 @@ impl Config {
                 UNBOUNDED,
             ),
             (
+                "MAX_PATTERN_SUBSCRIPTIONS",
+                self.max_pattern_subscriptions as u64,
+                1,
+                UNBOUNDED,
+            ),
+            (
                 "WS_READ_BUFFER_SIZE",
                 self.ws_read_buffer_size as u64,
                 1,

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use crate::auth::{Auth, AuthCounts, Capability, Grants, MAX_TOKEN_BYTES};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
-use crate::protocol::TopicName;
+use crate::protocol::{TopicName, TopicPattern};
 
 use super::budget::VerifyBudget;
 
@@ -73,8 +73,26 @@ impl Caller {
         if self.grants.allows(capability, topic.as_str()) {
             return Ok(());
         }
+        Err(self.refusal(capability, topic.as_str()))
+    }
+
+    /// `Ok` when `capability` is granted on every topic `pattern` matches: one granted pattern
+    /// must cover it whole (`user.42.>` covers `user.42.*`; `user.*` does not cover `>`).
+    pub fn check_pattern(
+        &self,
+        capability: Capability,
+        pattern: &TopicPattern,
+    ) -> Result<(), ApiError> {
+        if self.grants.covers(capability, pattern.as_str()) {
+            return Ok(());
+        }
+        Err(self.refusal(capability, pattern.as_str()))
+    }
+
+    /// `FORBIDDEN`, or `UNAUTHORIZED` without credentials, for `capability` on `topic`.
+    fn refusal(&self, capability: Capability, topic: &str) -> ApiError {
         let what = format!("{} `{topic}`", verb(capability));
-        Err(match (&self.token, self.credentialed) {
+        match (&self.token, self.credentialed) {
             (Some(t), _) => {
                 ApiError::new(ErrorCode::Forbidden, format!("`{}` may not {what}", t.sub))
             }
@@ -83,7 +101,7 @@ impl Caller {
                 ErrorCode::Unauthorized,
                 format!("anonymous callers may not {what}: send a token or the API key"),
             ),
-        })
+        }
     }
 
     /// `Ok` when either capability is granted on `topic`.

@@ -18,13 +18,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Capability;
 use crate::broker::{
-    sweep_interval, Broker, ConnId, EventCounts, StoredEvent, Subscriber, Topic, TopicStats,
+    sweep_interval, Broker, ConnId, EventCounts, Outgoing, StoredEvent, Subscriber, Topic,
+    TopicStats,
 };
 use crate::cluster::{Backplane, NodeCounts};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::histogram::HistogramSnapshot;
-use crate::protocol::{Frame, Payload, Published, Replay, SubscribeAck, TopicName};
+use crate::protocol::{Frame, Payload, Published, Replay, SubscribeAck, TopicName, TopicPattern};
 
 pub use caller::{secs_until, Caller, Credentials, Gate, TokenHolder};
 pub use stats::{NodeStats, TopicView};
@@ -169,6 +170,31 @@ impl Node {
         topic.unsubscribe(conn);
     }
 
+    /// Subscribes `subscriber` to every topic `pattern` matches, now and later, live only, then
+    /// queues `ack` (when given). Events of matching topics published while this runs may reach
+    /// the client just before the ack; every one published after it does. In cluster mode every
+    /// node holds every topic, so matching is this node's alone.
+    pub fn subscribe_pattern(
+        &self,
+        caller: &Caller,
+        pattern: &TopicPattern,
+        subscriber: &Subscriber,
+        ack: Option<Frame>,
+    ) -> Result<(), ApiError> {
+        caller.check_pattern(Capability::Subscribe, pattern)?;
+        self.broker.subscribe_pattern(pattern, subscriber)?;
+        if let Some(ack) = ack {
+            subscriber.outbox.push(Outgoing::frame(ack));
+        }
+        Ok(())
+    }
+
+    /// Ends `conn`'s subscription to `pattern`; matching topics stop delivering to it unless
+    /// another of its subscriptions matches them.
+    pub fn unsubscribe_pattern(&self, pattern: &TopicPattern, conn: ConnId) {
+        self.broker.unsubscribe_pattern(pattern, conn);
+    }
+
     /// `POST /topics`: `CONFLICT` when the topic exists (anywhere in the cluster).
     pub async fn create_topic(&self, caller: &Caller, topic: &TopicName) -> Result<(), ApiError> {
         caller.check_admin("creating a topic")?;
@@ -217,6 +243,7 @@ impl Node {
         let (totals, nodes) = self.backplane.totals(self.local_counts());
         Ok(NodeStats {
             subscribers: topics.iter().map(|t| t.subscribers).sum(),
+            pattern_subscriptions: self.broker.pattern_subscriptions(),
             topics,
             totals,
             nodes: self.backplane.is_cluster().then_some(nodes),

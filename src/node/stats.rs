@@ -41,6 +41,8 @@ pub struct NodeStats {
     pub topics: Vec<TopicStats>,
     /// Subscriptions over all topics.
     pub subscribers: usize,
+    /// Pattern subscriptions on this node (issue 20), counted apart from `subscribers`.
+    pub pattern_subscriptions: usize,
     /// Connections, drops and slow-consumer closes: this node's, or summed over the cluster.
     pub totals: NodeCounts,
     /// Live nodes, in cluster mode only.

@@ -4,7 +4,7 @@
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
-use super::{Dialect, Replay, TopicName};
+use super::{Dialect, Replay, TopicName, TopicPattern};
 use crate::error::ApiError;
 
 /// Largest integer a JSON number can carry exactly in every client (2^53 - 1).
@@ -42,8 +42,10 @@ impl RequestId {
 pub struct ClientFrame<'v> {
     /// What it asks for.
     pub kind: Kind,
-    /// The topic; present for subscribe, unsubscribe and publish.
+    /// The topic; present for subscribe, unsubscribe and publish, unless `pattern` is.
     pub topic: Option<TopicName>,
+    /// Subscribe and unsubscribe: the wildcard pattern `topic` held instead of a name.
+    pub pattern: Option<TopicPattern>,
     /// Echoed on the reply.
     pub request_id: Option<RequestId>,
     /// Publish: the client's message id, if it chose one.
@@ -198,15 +200,30 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
         }
     };
     let client_id = string("client_id")?;
-    let topic = if matches!(kind, Kind::Ping | Kind::Auth) {
-        None
+    let (topic, pattern) = if matches!(kind, Kind::Ping | Kind::Auth) {
+        (None, None)
     } else {
         let name = string("topic")?.ok_or_else(|| fail("missing field `topic`".into()))?;
-        Some(TopicName::parse(name).map_err(|e| fail(e.message))?)
+        match (kind, TopicPattern::is_pattern(name)) {
+            (Kind::Publish, true) => {
+                return Err(fail(
+                    "cannot publish to a topic pattern (`*` or `>`): name one topic".into(),
+                ))
+            }
+            (_, true) => (
+                None,
+                Some(TopicPattern::parse(name).map_err(|e| fail(e.message))?),
+            ),
+            (_, false) => (
+                Some(TopicName::parse(name).map_err(|e| fail(e.message))?),
+                None,
+            ),
+        }
     };
     let mut frame = ClientFrame {
         kind,
         topic,
+        pattern,
         request_id: None,
         message_id: None,
         payload: None,
@@ -249,6 +266,13 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
                 (None, Some(_)) => Replay::LastN(0),
                 (None, None) => Replay::None,
             };
+            // A pattern has no single `seq` line to replay from or resume in (PROTOCOL.md §1).
+            if frame.pattern.is_some() && !matches!(frame.replay, Replay::None) {
+                return Err(fail(
+                    "`last_n` and `since_seq` need one topic: a pattern subscription is live only"
+                        .into(),
+                ));
+            }
         }
         Kind::Auth => {
             frame.token =

@@ -7,6 +7,7 @@ mod frame;
 pub mod json_error;
 mod message;
 mod name;
+mod pattern;
 pub mod server;
 
 pub use client::{
@@ -15,3 +16,4 @@ pub use client::{
 pub use frame::Frame;
 pub use message::{Dialect, Payload, Published, Replay, SubscribeAck};
 pub use name::TopicName;
+pub use pattern::TopicPattern;

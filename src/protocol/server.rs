@@ -6,7 +6,7 @@ use std::io::Write;
 use bytes::Bytes;
 
 use super::client::RequestId;
-use super::{Frame, Published, SubscribeAck, TopicName};
+use super::{Frame, Published, SubscribeAck, TopicName, TopicPattern};
 use crate::clock;
 use crate::error::ApiError;
 
@@ -38,17 +38,23 @@ fn finish(mut buf: Vec<u8>) -> Frame {
     Frame::try_from(Bytes::from(buf)).unwrap_or_else(|_| Frame::from_static("{}"))
 }
 
-fn ack_start(request_id: Option<&RequestId>, topic: &TopicName) -> Vec<u8> {
+/// `topic` is a checked name or pattern: plain ASCII, no JSON escaping needed.
+fn ack_start(request_id: Option<&RequestId>, topic: &str) -> Vec<u8> {
     let mut buf = start("ack", request_id);
     buf.extend_from_slice(br#","topic":""#);
-    buf.extend_from_slice(topic.as_str().as_bytes());
+    buf.extend_from_slice(topic.as_bytes());
     buf.extend_from_slice(br#"","status":"ok""#);
     buf
 }
 
+/// The ack of a pattern subscribe or unsubscribe: live only, so no `seq` or `epoch`.
+pub fn pattern_ack(request_id: Option<&RequestId>, pattern: &TopicPattern) -> Frame {
+    finish(ack_start(request_id, pattern.as_str()))
+}
+
 /// The ack of an unsubscribe (or any plain ack).
 pub fn ack(request_id: Option<&RequestId>, topic: &TopicName) -> Frame {
-    finish(ack_start(request_id, topic))
+    finish(ack_start(request_id, topic.as_str()))
 }
 
 /// The ack of a subscribe: latest `seq`, `epoch`, and `recovered` when a replay was asked for.
@@ -57,7 +63,7 @@ pub fn subscribe_ack(
     topic: &TopicName,
     ack: &SubscribeAck,
 ) -> Frame {
-    let mut buf = ack_start(request_id, topic);
+    let mut buf = ack_start(request_id, topic.as_str());
     let _ = write!(buf, r#","seq":{},"epoch":"#, ack.seq);
     write_json_str(&mut buf, ack.epoch);
     if let Some(recovered) = ack.recovered {
@@ -72,7 +78,7 @@ pub fn publish_ack(
     topic: &TopicName,
     published: &Published,
 ) -> Frame {
-    let mut buf = ack_start(request_id, topic);
+    let mut buf = ack_start(request_id, topic.as_str());
     buf.extend_from_slice(br#","id":"#);
     buf.extend_from_slice(published.id_json.as_bytes());
     let _ = write!(buf, r#","seq":{}"#, published.seq);

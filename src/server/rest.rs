@@ -215,6 +215,7 @@ pub(super) fn stats(state: &State, caller: &Caller) -> RouteResult {
     let mut body = json!({
         "topics": per_topic,
         "subscribers": stats.subscribers,
+        "pattern_subscriptions": stats.pattern_subscriptions,
         "connections": stats.totals.connections,
         "dropped": stats.totals.dropped,
         "slow_consumer_disconnects": stats.totals.slow_consumer_disconnects,
@@ -238,6 +239,7 @@ pub(super) fn metrics(state: &State, caller: &Caller) -> RouteResult {
         connections: state.node.session_count(),
         topics: stats.topics.len(),
         subscriptions: stats.subscribers,
+        pattern_subscriptions: stats.pattern_subscriptions,
         events: state.node.event_counts(),
         // This node's own count: Prometheus sums the nodes it scrapes.
         slow_consumer_disconnects: state.node.local_counts().slow_consumer_disconnects,

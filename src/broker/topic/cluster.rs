@@ -50,7 +50,8 @@ impl Topic {
         for recipient in subscribers.all() {
             recipient.outbox.push(Outgoing::info(info.clone()));
         }
-        !subscribers.is_empty()
+        let told = subscribers.all().next().is_some();
+        told
     }
 
     /// The first subscriber outbox with no room for one more item (not counting those `skip`

@@ -71,6 +71,9 @@ impl Session {
             self.subscriber.outbox.set_quiet();
         }
         let ack = !seed_c || rid.is_some();
+        if let Some(pattern) = frame.pattern {
+            return self.on_pattern(frame.kind, pattern, rid, ack, frame.dialect);
+        }
         let Some(topic) = frame.topic else {
             return match (frame.kind, frame.token) {
                 (Kind::Ping, _) => self.push(frames::pong(rid)),
@@ -128,19 +131,8 @@ impl Session {
         dialect: Dialect,
     ) {
         if !self.subscriptions.contains_key(&topic) {
-            let cap = self.state.config.max_subscriptions_per_connection;
-            if self.subscriptions.len() >= cap {
-                // Deleted topics no longer count.
-                self.subscriptions.retain(|_, t| !t.is_deleted());
-            }
-            if self.subscriptions.len() >= cap {
-                return self.reply_error(
-                    rid,
-                    ApiError::new(
-                        ErrorCode::LimitExceeded,
-                        format!("at most {cap} subscriptions per connection"),
-                    ),
-                );
+            if let Err(e) = self.room_for_one_more() {
+                return self.reply_error(rid, e);
             }
         }
         let build_ack = |a: &SubscribeAck| frames::subscribe_ack(rid, &topic, a);

@@ -9,6 +9,7 @@
 
 mod auth;
 mod dispatch;
+mod patterns;
 mod reader;
 mod writer;
 
@@ -35,6 +36,7 @@ use crate::broker::{ConnId, Outbox, Subscriber, Topic};
 use crate::error::{ApiError, ErrorCode};
 use crate::node::Caller;
 use crate::protocol::{server as frames, Dialect, Replay, TopicName};
+use patterns::Patterns;
 use writer::{close_frame, Closing, Writer, CLOSE_LINGER};
 
 /// Why the read loop stopped.
@@ -215,6 +217,9 @@ pub(super) struct Session {
     subscriber: Subscriber,
     /// Topics this connection is subscribed to, to unsubscribe on exit and enforce the cap.
     subscriptions: HashMap<TopicName, Arc<Topic>>,
+    /// Wildcard subscriptions; boxed and absent until the first, so connections without any
+    /// carry one word for them.
+    patterns: Option<Box<Patterns>>,
     /// The drain group this connection is closed with (lame-duck drain).
     drain: CancellationToken,
     /// Who the client is, what it may do and when that needs attention; boxed because it is
@@ -253,6 +258,7 @@ impl Session {
                 dialect: Dialect::Canonical,
             },
             subscriptions: HashMap::new(),
+            patterns: None,
             drain: state.drain_batches[group].clone(),
             auth: Box::new(AuthState { caller, due: None }),
             state,
@@ -271,6 +277,7 @@ impl Session {
     }
 
     fn unsubscribe_all(&mut self) {
+        self.unsubscribe_patterns();
         for (_, topic) in self.subscriptions.drain() {
             self.state.node.unsubscribe(&topic, self.subscriber.conn);
         }
