@@ -22,10 +22,14 @@
 //!   consumer threads and no wake-up of a real task (no waker is registered). On a live server
 //!   the numbers are higher; the load test in `loadtest/` covers that path.
 //!
+//! `fanout_patterns/all_via_gt/1000` is the 1,000-subscriber case with every subscriber on the
+//! pattern `>` instead of the topic's name (issue 20: within reach of `fanout/1000`).
+//!
 //! # Running
 //! ```text
 //! cargo bench --bench fanout
 //! cargo bench --bench fanout -- 1000    # one size only
+//! cargo bench --bench fanout -- fanout_patterns
 //! ```
 
 use std::hint::black_box;
@@ -35,7 +39,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use herald::broker::{Broker, Outbox, Subscriber};
 use herald::config::SlowConsumerPolicy;
-use herald::protocol::{Payload, Replay, TopicName};
+use herald::protocol::{Payload, Replay, TopicName, TopicPattern};
 use herald::Config;
 
 /// Subscriber counts to fan out to.
@@ -90,30 +94,73 @@ fn fanout(c: &mut Criterion) {
         assert_eq!(topic.history(1)[0].payload_json().len(), 128);
 
         group.throughput(Throughput::Elements(count as u64));
-        group.bench_function(BenchmarkId::from_parameter(count), |b| {
-            b.iter_custom(|iters| {
-                let mut elapsed = Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    let batch = left.min(BATCH as u64);
-                    let start = Instant::now();
-                    for _ in 0..batch {
-                        black_box(
-                            broker
-                                .publish(&name, Some("m-1"), Payload::Value(&payload))
-                                .expect("publish"),
-                        );
-                    }
-                    elapsed += start.elapsed();
-                    // Not a timing check: every outbox got every frame, none was rejected.
-                    assert_eq!(drain(&subscribers), count * batch as usize);
-                    left -= batch;
-                }
-                elapsed
-            });
-        });
+        let id = BenchmarkId::from_parameter(count);
+        time_publishes(&mut group, id, &broker, &name, &payload, &subscribers);
     }
     group.finish();
+    fanout_via_patterns(c, &payload);
+}
+
+/// The same fan-out to 1,000 subscribers that all subscribed with the pattern `>` (issue 20):
+/// the topic's snapshot lists them as it lists exact subscribers, so this should cost the same
+/// per delivery as `fanout/1000`.
+fn fanout_via_patterns(c: &mut Criterion, payload: &simd_json::BorrowedValue<'_>) {
+    const COUNT: usize = 1_000;
+    let mut group = c.benchmark_group("fanout_patterns");
+    let broker = Broker::new(&Config::default());
+    let name = TopicName::parse("bench.fanout").expect("valid topic name");
+    let every = TopicPattern::parse(">").expect("valid pattern");
+    let subscribers: Vec<Subscriber> = (0..COUNT)
+        .map(|_| Subscriber {
+            conn: broker.next_conn_id(),
+            outbox: Arc::new(Outbox::new(BATCH, SlowConsumerPolicy::Disconnect)),
+            dialect: Default::default(),
+        })
+        .collect();
+    for subscriber in &subscribers {
+        assert!(broker
+            .subscribe_pattern(&every, subscriber)
+            .expect("pattern subscribe"));
+    }
+    group.throughput(Throughput::Elements(COUNT as u64));
+    let id = BenchmarkId::new("all_via_gt", COUNT);
+    time_publishes(&mut group, id, &broker, &name, payload, &subscribers);
+    group.finish();
+}
+
+/// Times publishes to `name` in batches of [`BATCH`], draining (untimed) in between, and checks
+/// every subscriber got every frame.
+fn time_publishes(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: BenchmarkId,
+    broker: &Broker,
+    name: &TopicName,
+    payload: &simd_json::BorrowedValue<'_>,
+    subscribers: &[Subscriber],
+) {
+    let count = subscribers.len();
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let mut elapsed = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let batch = left.min(BATCH as u64);
+                let start = Instant::now();
+                for _ in 0..batch {
+                    black_box(
+                        broker
+                            .publish(name, Some("m-1"), Payload::Value(payload))
+                            .expect("publish"),
+                    );
+                }
+                elapsed += start.elapsed();
+                // Not a timing check: every outbox got every frame, none was rejected.
+                assert_eq!(drain(subscribers), count * batch as usize);
+                left -= batch;
+            }
+            elapsed
+        });
+    });
 }
 
 criterion_group! {

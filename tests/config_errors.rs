@@ -86,6 +86,11 @@ fn each_bad_setting_is_one_line_naming_the_variable_the_value_and_what_is_allowe
         ),
         (
             &[],
+            vec![("MAX_PATTERN_SUBSCRIPTIONS", "0")],
+            "MAX_PATTERN_SUBSCRIPTIONS=0: expected a whole number, 1 or more".into(),
+        ),
+        (
+            &[],
             vec![("HEARTBEAT_INTERVAL_SECS", "0")],
             format!("HEARTBEAT_INTERVAL_SECS=0: {secs}"),
         ),

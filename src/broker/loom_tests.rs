@@ -416,3 +416,66 @@ fn a_cluster_expiry_vote_racing_a_subscribe_never_says_idle_for_a_topic_subscrib
         assert!(!(idle && joined), "voted idle for a topic subscribed to");
     });
 }
+
+#[test]
+fn a_pattern_subscribe_racing_a_topic_creation_and_a_publish_delivers_once_after_its_ack() {
+    use super::patterns::{self, PatternIndex};
+    use crate::protocol::TopicPattern;
+    use crate::sync::{AtomicBool, Mutex};
+
+    loom::model(|| {
+        // The index, `apply`, `Topic::add_pattern` and the publish are the real ones; the map
+        // slot stands in for the topic `DashMap`, taken in the same order as `Broker::insert`
+        // and `Broker::subscribe_pattern` take it (index lock first).
+        let index = Arc::new(Mutex::new(PatternIndex::default()));
+        let map: Arc<Mutex<Option<Arc<Topic>>>> = Arc::new(Mutex::new(None));
+        let acked = Arc::new(AtomicBool::new(false));
+        let joining = subscriber(1);
+
+        let creator = {
+            let (index, map) = (index.clone(), map.clone());
+            thread::spawn(move || {
+                let index = index.lock();
+                let topic = Arc::new(Topic::new(TopicName::parse("t.a").unwrap(), 4, 0));
+                patterns::apply(&index, &topic);
+                *map.lock() = Some(topic);
+            })
+        };
+        let subscribing = {
+            let (index, map, acked, joining) =
+                (index.clone(), map.clone(), acked.clone(), joining.clone());
+            thread::spawn(move || {
+                let pattern = TopicPattern::parse("t.*").unwrap();
+                {
+                    let mut index = index.lock();
+                    assert!(index.insert(&pattern, &joining));
+                    let existing = map.lock().clone();
+                    if let Some(topic) = existing.filter(|t| pattern.matches(t.name().as_str())) {
+                        topic.add_pattern(&joining);
+                    }
+                }
+                // The node queues the ack once the broker call returned.
+                joining.outbox.push(item("ack"));
+                acked.store(true, Ordering::SeqCst);
+            })
+        };
+        // The publisher: a client that saw the ack (or not) publishes to the topic if it exists.
+        let found = map.lock().clone();
+        let after_ack = acked.load(Ordering::SeqCst);
+        if let Some(topic) = &found {
+            publish(topic, "x");
+        }
+        creator.join().unwrap();
+        subscribing.join().unwrap();
+
+        let frames = drain(&joining.outbox);
+        let events = frames.iter().filter(|f| is_event(f)).count();
+        assert!(events <= 1, "delivered twice: {frames:?}");
+        if found.is_some() && after_ack {
+            assert_eq!(
+                events, 1,
+                "published after the ack but not delivered: {frames:?}"
+            );
+        }
+    });
+}

@@ -12,6 +12,7 @@ mod history;
 mod lifecycle;
 #[cfg(all(test, herald_loom))]
 mod loom_tests;
+mod members;
 pub mod outbox;
 mod patterns;
 mod rate_limit;
@@ -21,6 +22,7 @@ mod sweep;
 #[cfg(test)]
 mod sweep_tests;
 mod topic;
+mod wildcard;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -182,11 +184,13 @@ impl Broker {
                     Topic::new(name.clone(), self.ring_size, self.max_publish_rate)
                         .with_lifecycle(expires, self.history_ttl_ms),
                 );
+                // Listed before it is published in the map, so no publish reaches it without
+                // the pattern subscribers already acked.
+                patterns::apply(&patterns, &topic);
                 e.insert(topic.clone());
                 if expires {
                     self.sweeper.watch(&topic);
                 }
-                patterns::apply(&patterns, &topic);
                 Ok((topic, true))
             }
         }
@@ -215,12 +219,13 @@ impl Broker {
             }
         };
         let patterns = self.patterns.lock();
-        let topic = match self.topics.entry(name.clone()) {
+        match self.topics.entry(name.clone()) {
             Entry::Occupied(mut e) => {
                 if e.get().generation() == identity.generation {
                     return e.get().clone();
                 }
                 let topic = fresh();
+                patterns::apply(&patterns, &topic);
                 let mut retired = self.retired.lock();
                 let old = e.insert(topic.clone());
                 old.close();
@@ -232,13 +237,12 @@ impl Broker {
                 // The shared registry already decided the topic exists: no MAX_TOPICS refusal.
                 self.topic_count.fetch_add(1, Ordering::AcqRel);
                 let topic = fresh();
+                patterns::apply(&patterns, &topic);
                 e.insert(topic.clone());
                 watch(&topic);
                 topic
             }
-        };
-        patterns::apply(&patterns, &topic);
-        topic
+        }
     }
 
     /// Cluster mode: removes `name` if its local life is older than `generation` (a deletion

@@ -9,81 +9,23 @@
 //! # Ordering with topic creation
 //! A pattern subscribe and a topic creation both hold the index's lock while they match: the
 //! subscribe adds itself to every topic that exists, a creation adds every pattern that matches
-//! to the new topic before anyone else can change the index. So each (pattern, topic) pair is
-//! applied exactly once, and once the subscribe's ack is queued every publish to a matching
-//! topic, existing or created later, sees the subscriber.
+//! to the new topic before anyone else can change the index, and before the topic enters the map
+//! (else a publish could find it between the two and miss a subscriber already acked; the loom
+//! model in `loom_tests.rs` found exactly that). So each (pattern, topic) pair is applied exactly
+//! once, and once the subscribe's ack is queued every publish to a matching topic, existing or
+//! created later, sees the subscriber.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::subscriber::{ConnId, Subscriber};
-use super::{Broker, Topic};
-use crate::error::{ApiError, ErrorCode};
+use super::topic::Topic;
 use crate::protocol::TopicPattern;
 
-/// Lists every pattern subscription matching a topic just created in it; the caller holds the
-/// index's lock, so no pattern is added or removed meanwhile (see the module docs).
-pub(super) fn apply(index: &PatternIndex, topic: &Topic) {
+/// Lists every pattern subscription matching a topic just created in it, before the topic is
+/// in the map; the caller holds the index's lock, so no pattern changes meanwhile (module docs).
+pub(crate) fn apply(index: &PatternIndex, topic: &Topic) {
     for subscriber in index.matching(topic.name().as_str()) {
         topic.add_pattern(subscriber);
-    }
-}
-
-impl Broker {
-    /// Subscribes `subscriber` to every topic matching `pattern`, now and later; false when it
-    /// already was (idempotent). `LIMIT_EXCEEDED` past `MAX_PATTERN_SUBSCRIPTIONS`.
-    pub fn subscribe_pattern(
-        &self,
-        pattern: &TopicPattern,
-        subscriber: &Subscriber,
-    ) -> Result<bool, ApiError> {
-        let mut index = self.patterns.lock();
-        if index.len() >= self.max_patterns {
-            if index.contains(pattern, subscriber.conn) {
-                return Ok(false);
-            }
-            return Err(ApiError::new(
-                ErrorCode::LimitExceeded,
-                format!("MAX_PATTERN_SUBSCRIPTIONS ({}) reached", self.max_patterns),
-            ));
-        }
-        if !index.insert(pattern, subscriber) {
-            return Ok(false);
-        }
-        self.pattern_count.store(index.len(), Ordering::Relaxed);
-        for topic in self.topics_matching(pattern) {
-            topic.add_pattern(subscriber);
-        }
-        Ok(true)
-    }
-
-    /// Ends `conn`'s subscription to `pattern`; false when it had none.
-    pub fn unsubscribe_pattern(&self, pattern: &TopicPattern, conn: ConnId) -> bool {
-        let mut index = self.patterns.lock();
-        if !index.remove(pattern, conn) {
-            return false;
-        }
-        self.pattern_count.store(index.len(), Ordering::Relaxed);
-        for topic in self.topics_matching(pattern) {
-            topic.remove_pattern(conn);
-        }
-        true
-    }
-
-    /// Pattern subscriptions on this node.
-    pub fn pattern_subscriptions(&self) -> usize {
-        self.pattern_count.load(Ordering::Relaxed)
-    }
-
-    /// The live topics `pattern` matches, collected first so no map shard stays locked while
-    /// their sequencers are taken.
-    fn topics_matching(&self, pattern: &TopicPattern) -> Vec<Arc<Topic>> {
-        self.topics
-            .iter()
-            .filter(|e| pattern.matches(e.key().as_str()))
-            .map(|e| e.value().clone())
-            .collect()
     }
 }
 

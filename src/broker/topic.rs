@@ -22,6 +22,7 @@ use super::counts::EventCounts;
 use super::event::{EventBuilder, StoredEvent};
 use super::history::{History, SparseRing};
 use super::lifecycle::{self, Lifecycle};
+use super::members::Members;
 use super::outbox::Outgoing;
 use super::rate_limit::RateLimiter;
 use super::ring::Ring;
@@ -33,9 +34,7 @@ use crate::protocol::{Frame, Published, Replay, SubscribeAck, TopicName};
 use crate::sync::{ArcSwap, AtomicBool, AtomicU64, Mutex};
 
 mod cluster;
-mod members;
-
-use members::Members;
+mod wildcard;
 
 /// A fresh opaque epoch: 16 hex digits of a random UUID.
 pub fn new_epoch() -> String {

@@ -13,7 +13,7 @@ mod patterns;
 mod reader;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -35,8 +35,7 @@ use super::State;
 use crate::broker::{ConnId, Outbox, Subscriber, Topic};
 use crate::error::{ApiError, ErrorCode};
 use crate::node::Caller;
-use crate::protocol::{server as frames, Dialect, Replay, TopicName};
-use patterns::Patterns;
+use crate::protocol::{server as frames, Dialect, Replay, TopicName, TopicPattern};
 use writer::{close_frame, Closing, Writer, CLOSE_LINGER};
 
 /// Why the read loop stopped.
@@ -227,6 +226,10 @@ pub(super) struct Session {
     /// session (inline it moved the task to a larger allocation class: +0.8 KiB a connection).
     auth: Box<AuthState>,
 }
+
+/// The patterns a connection subscribed to (boxed in the session: most connections have none).
+#[derive(Debug, Default)]
+struct Patterns(HashSet<TopicPattern>);
 
 /// A session's credentials (PROTOCOL.md §4): replaced by an `auth` frame.
 struct AuthState {

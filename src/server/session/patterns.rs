@@ -2,16 +2,10 @@
 //! `topic`. The engine lists the connection in every matching topic; the session only remembers
 //! the patterns, to enforce the per-connection cap and to end them when it closes.
 
-use std::collections::HashSet;
-
 use super::Session;
 use crate::broker::Subscriber;
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::{server as frames, Dialect, Kind, RequestId, TopicPattern};
-
-/// The patterns a connection subscribed to (the set itself, boxed in the session).
-#[derive(Debug, Default)]
-pub(super) struct Patterns(HashSet<TopicPattern>);
 
 impl Session {
     /// Serves a subscribe or unsubscribe whose `topic` is a pattern; with `ack`, success is
