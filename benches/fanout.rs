@@ -63,6 +63,17 @@ fn drain(subscribers: &[Subscriber]) -> usize {
     frames
 }
 
+/// `count` connections of `broker`, each with an outbox that holds one batch.
+fn connections(broker: &Broker, count: usize) -> Vec<Subscriber> {
+    (0..count)
+        .map(|_| Subscriber {
+            conn: broker.next_conn_id(),
+            outbox: Arc::new(Outbox::new(BATCH, SlowConsumerPolicy::Disconnect)),
+            dialect: Default::default(),
+        })
+        .collect()
+}
+
 fn fanout(c: &mut Criterion) {
     let mut payload_bytes = PAYLOAD.as_bytes().to_vec();
     let payload = simd_json::to_borrowed_value(&mut payload_bytes).expect("payload is JSON");
@@ -71,13 +82,7 @@ fn fanout(c: &mut Criterion) {
     for &count in &SUBSCRIBERS {
         let broker = Broker::new(&Config::default());
         let name = TopicName::parse("bench.fanout").expect("valid topic name");
-        let subscribers: Vec<Subscriber> = (0..count)
-            .map(|_| Subscriber {
-                conn: broker.next_conn_id(),
-                outbox: Arc::new(Outbox::new(BATCH, SlowConsumerPolicy::Disconnect)),
-                dialect: Default::default(),
-            })
-            .collect();
+        let subscribers = connections(&broker, count);
         for subscriber in &subscribers {
             broker
                 .subscribe(&name, subscriber, &Replay::None, None)
@@ -110,13 +115,7 @@ fn fanout_via_patterns(c: &mut Criterion, payload: &simd_json::BorrowedValue<'_>
     let broker = Broker::new(&Config::default());
     let name = TopicName::parse("bench.fanout").expect("valid topic name");
     let every = TopicPattern::parse(">").expect("valid pattern");
-    let subscribers: Vec<Subscriber> = (0..COUNT)
-        .map(|_| Subscriber {
-            conn: broker.next_conn_id(),
-            outbox: Arc::new(Outbox::new(BATCH, SlowConsumerPolicy::Disconnect)),
-            dialect: Default::default(),
-        })
-        .collect();
+    let subscribers = connections(&broker, COUNT);
     for subscriber in &subscribers {
         assert!(broker
             .subscribe_pattern(&every, subscriber)

@@ -10,6 +10,10 @@
 //! holding `.`, `*`, `>` or anything a topic may not contain) makes that pattern match nothing, so
 //! a hostile `sub` can never widen a grant.
 
+use std::borrow::Cow;
+
+use crate::protocol::TopicPattern;
+
 /// Longest pattern: the topic name limit (`MAX_TOPIC_LEN` of `broker::TopicName`, asserted in the tests),
 /// kept here so `auth` imports nothing from the engine.
 const MAX_PATTERN_LEN: usize = 255;
@@ -20,7 +24,7 @@ pub const SUB_PLACEHOLDER: &str = "{sub}";
 /// Why a pattern was refused; the message names the rule it breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct PatternError(&'static str);
+pub struct PatternError(Cow<'static, str>);
 
 /// A checked pattern as written, `{sub}` not yet replaced.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -43,9 +47,9 @@ impl PatternTemplate {
             text.to_owned()
         };
         if probe.contains(['{', '}']) {
-            return Err(PatternError(
+            return Err(PatternError(Cow::Borrowed(
                 "`{` and `}` may only appear as the placeholder `{sub}`",
-            ));
+            )));
         }
         check(&probe)?;
         Ok(Self {
@@ -89,39 +93,29 @@ fn is_safe_sub(sub: &str) -> bool {
 /// The shape rules of a concrete pattern (no `{sub}` left).
 fn check(pattern: &str) -> Result<(), PatternError> {
     if pattern.is_empty() {
-        return Err(PatternError("empty pattern"));
+        return Err(PatternError(Cow::Borrowed("empty pattern")));
     }
     if pattern.len() > MAX_PATTERN_LEN {
-        return Err(PatternError(
+        return Err(PatternError(Cow::Borrowed(
             "pattern longer than 255 characters (no topic could match it)",
-        ));
+        )));
     }
     if !pattern
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'*' | b'>'))
     {
-        return Err(PatternError(
+        return Err(PatternError(Cow::Borrowed(
             "a pattern may only contain A-Z a-z 0-9 _ - . : and the wildcards * >",
-        ));
+        )));
     }
-    if !pattern.contains(['*', '>']) {
+    if !TopicPattern::is_pattern(pattern) {
         return Ok(());
     }
-    let last = pattern.split('.').count() - 1;
-    for (i, token) in pattern.split('.').enumerate() {
-        if token.is_empty() {
-            return Err(PatternError(
-                "empty token (leading, trailing or doubled `.`) in a wildcard pattern",
-            ));
-        }
-        if token.len() > 1 && token.contains(['*', '>']) {
-            return Err(PatternError("`*` and `>` must each be a whole token"));
-        }
-        if token == ">" && i != last {
-            return Err(PatternError("`>` may only be the last token"));
-        }
-    }
-    Ok(())
+    // The token rules are the ones wildcard subscriptions follow, so a grant and a subscription
+    // agree on what a pattern is.
+    TopicPattern::parse(pattern)
+        .map(|_| ())
+        .map_err(|e| PatternError(e.message.into()))
 }
 
 #[cfg(test)]
