@@ -254,6 +254,28 @@ mod tests {
         assert!(!Matcher::new([]).covers("a.*"));
     }
 
+    proptest::proptest! {
+        /// Covering is sound: when a granted pattern covers the asked one, every topic the asked
+        /// pattern matches (over a small alphabet, so they collide often) is granted.
+        #[test]
+        fn a_covered_pattern_only_matches_granted_topics(
+            granted in "(a|b|\\*)(\\.(a|b|\\*)){0,3}(\\.>)?",
+            asked in "(a|b|\\*)(\\.(a|b|\\*)){0,3}(\\.>)?",
+            topics in proptest::collection::vec("(a|b|c)(\\.(a|b|c)){0,5}", 1..40),
+        ) {
+            use crate::protocol::TopicPattern;
+            let Ok(asked) = TopicPattern::parse(&asked) else {
+                return Ok(()); // no wildcard: a name, not a pattern
+            };
+            let m = matcher(&[granted.as_str()]);
+            if m.covers(asked.as_str()) {
+                for topic in topics.iter().filter(|t| asked.matches(t)) {
+                    proptest::prop_assert!(m.matches(topic), "{granted} covers {asked} but not {topic}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn deep_topics_match_without_blowup() {
         // `*` and a literal at every level: each trie node is still visited once per topic.
