@@ -15,9 +15,15 @@
 //!
 //! Not measured: the session's own subscription map and the per-connection limit check.
 //!
+//! `pattern_subscribe_unsubscribe` (issue 20) does the same with a wildcard pattern on a broker
+//! holding 1,000 topics and 10,000 distinct patterns: the pattern is added to the trie and listed
+//! in every topic it matches, then removed again. `one_topic` matches one topic, `every_topic`
+//! (`>`) all 1,000. Ten thousand pattern subscribes cost about 10,000 × the `one_topic` figure.
+//!
 //! # Running
 //! ```text
 //! cargo bench --bench subscribe
+//! cargo bench --bench subscribe -- pattern
 //! ```
 
 use std::hint::black_box;
@@ -27,7 +33,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use herald::broker::{Broker, Outbox, Subscriber, Topic};
 use herald::config::SlowConsumerPolicy;
-use herald::protocol::{Replay, TopicName};
+use herald::protocol::{Replay, TopicName, TopicPattern};
 use herald::Config;
 
 /// Subscribers already on the topic.
@@ -73,12 +79,45 @@ fn churn(c: &mut Criterion) {
     group.finish();
 }
 
+/// Pattern churn on 1,000 topics (`t.0.x` … `t.999.x`) and 10,000 distinct patterns.
+fn pattern_churn(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pattern_subscribe_unsubscribe");
+    let broker = Broker::new(&Config::default());
+    let parse = |p: String| TopicPattern::parse(&p).expect("valid pattern");
+    for i in 0..1_000 {
+        let name = TopicName::parse(&format!("t.{i}.x")).expect("valid topic name");
+        broker.create_topic(&name).expect("create");
+    }
+    let holder = subscriber(&broker);
+    for i in 0..10_000 {
+        let pattern = parse(format!("t.{i}.*"));
+        assert!(broker
+            .subscribe_pattern(&pattern, &holder)
+            .expect("subscribe"));
+    }
+    let newcomer = subscriber(&broker);
+    for (id, pattern) in [("one_topic", "t.5.>"), ("every_topic", ">")] {
+        let pattern = parse(pattern.to_string());
+        group.bench_function(id, |b| {
+            b.iter(|| {
+                broker
+                    .subscribe_pattern(black_box(&pattern), &newcomer)
+                    .expect("subscribe");
+                black_box(broker.unsubscribe_pattern(&pattern, newcomer.conn))
+            });
+        });
+    }
+    // Not a timing check: every newcomer subscription was removed again.
+    assert_eq!(broker.pattern_subscriptions(), 10_000);
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = churn
+    targets = churn, pattern_churn
 }
 criterion_main!(benches);
