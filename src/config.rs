@@ -71,6 +71,9 @@ pub struct Config {
     pub max_publish_rate: u32,
     /// Upper bound on the topics one connection may subscribe to.
     pub max_subscriptions_per_connection: usize,
+    /// Cluster mode: publishes one connection may have waiting for their PubAck (its reader
+    /// waits past that); replies still go out in the order the publishes arrived.
+    pub max_inflight_publishes: usize,
     /// Upper bound on open WebSocket connections; upgrades beyond it get 503.
     pub max_connections: usize,
     /// Ping/Pong/Close frames a connection may send per second before it is closed (1008).
@@ -149,6 +152,7 @@ impl Default for Config {
             max_message_bytes: 1 << 20,
             max_publish_rate: 0,
             max_subscriptions_per_connection: 1_000,
+            max_inflight_publishes: 256,
             max_connections: 1_000_000,
             max_control_frames_per_sec: 100,
             allowed_origins: Vec::new(),
@@ -225,6 +229,10 @@ pub struct ServerArgs {
     #[arg(long, env = "MAX_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = 1_000,
         value_parser = whole::<usize, 1, UNBOUNDED>)]
     pub max_subscriptions_per_connection: usize,
+    /// Cluster mode: publishes one WebSocket connection may have waiting for their PubAck.
+    #[arg(long, env = "MAX_INFLIGHT_PUBLISHES", default_value_t = 256,
+        value_parser = whole::<usize, 1, 65_536>)]
+    pub max_inflight_publishes: usize,
     /// Maximum open WebSocket connections; upgrades beyond it are refused with 503.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1_000_000,
         value_parser = whole::<usize, 1, UNBOUNDED>)]
@@ -351,6 +359,7 @@ impl ServerArgs {
             max_message_bytes: self.max_message_bytes,
             max_publish_rate: self.max_publish_rate,
             max_subscriptions_per_connection: self.max_subscriptions_per_connection,
+            max_inflight_publishes: self.max_inflight_publishes,
             max_connections: self.max_connections,
             max_control_frames_per_sec: self.max_control_frames_per_sec,
             allowed_origins: self
