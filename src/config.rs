@@ -73,6 +73,9 @@ pub struct Config {
     pub max_subscriptions_per_connection: usize,
     /// Upper bound on pattern subscriptions on this server, all connections together.
     pub max_pattern_subscriptions: usize,
+    /// Cluster mode: publishes one connection may have waiting for their PubAck (its reader
+    /// waits past that); replies still go out in the order the publishes arrived.
+    pub max_inflight_publishes: usize,
     /// Upper bound on open WebSocket connections; upgrades beyond it get 503.
     pub max_connections: usize,
     /// Ping/Pong/Close frames a connection may send per second before it is closed (1008).
@@ -152,6 +155,7 @@ impl Default for Config {
             max_publish_rate: 0,
             max_subscriptions_per_connection: 1_000,
             max_pattern_subscriptions: 100_000,
+            max_inflight_publishes: 256,
             max_connections: 1_000_000,
             max_control_frames_per_sec: 100,
             allowed_origins: Vec::new(),
@@ -232,6 +236,10 @@ pub struct ServerArgs {
     #[arg(long, env = "MAX_PATTERN_SUBSCRIPTIONS", default_value_t = 100_000,
         value_parser = whole::<usize, 1, UNBOUNDED>)]
     pub max_pattern_subscriptions: usize,
+    /// Cluster mode: publishes one WebSocket connection may have waiting for their PubAck.
+    #[arg(long, env = "MAX_INFLIGHT_PUBLISHES", default_value_t = 256,
+        value_parser = whole::<usize, 1, 65_536>)]
+    pub max_inflight_publishes: usize,
     /// Maximum open WebSocket connections; upgrades beyond it are refused with 503.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1_000_000,
         value_parser = whole::<usize, 1, UNBOUNDED>)]
@@ -359,6 +367,7 @@ impl ServerArgs {
             max_publish_rate: self.max_publish_rate,
             max_subscriptions_per_connection: self.max_subscriptions_per_connection,
             max_pattern_subscriptions: self.max_pattern_subscriptions,
+            max_inflight_publishes: self.max_inflight_publishes,
             max_connections: self.max_connections,
             max_control_frames_per_sec: self.max_control_frames_per_sec,
             allowed_origins: self

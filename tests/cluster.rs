@@ -1348,3 +1348,84 @@ async fn a_node_cut_off_longer_than_retention_tells_its_subscribers_of_the_gap()
         "node 1's subscribers were told of the gap: {told}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelining_publisher_gets_every_publish_answered_in_order_through_a_nats_freeze() {
+    use tokio_tungstenite::tungstenite::Message;
+    // A pipelining publisher's burst is live traffic: the subscriber's queue must hold it.
+    let queue = [
+        ("RING_BUFFER_SIZE", "5000"),
+        ("SUBSCRIBER_QUEUE_SIZE", "5000"),
+    ];
+    let cluster = Cluster::start(2, &queue).await;
+    let n = &cluster.nodes;
+    let (final_tx, final_rx) = tokio::sync::watch::channel(0u64);
+    let subscriber = tokio::spawn(partition_subscriber(n[1].ws(), "piped", final_rx));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (ws, _) = tokio_tungstenite::connect_async(n[0].ws())
+        .await
+        .expect("connect");
+    let (mut tx, mut rx) = ws.split();
+    const TOTAL: usize = 1500;
+    let replies = tokio::spawn(async move {
+        let mut replies = Vec::with_capacity(TOTAL);
+        while replies.len() < TOTAL {
+            let message = tokio::time::timeout(SETTLE, rx.next())
+                .await
+                .expect("a reply within the timeout")
+                .expect("connection open")
+                .expect("frame");
+            if let Message::Text(text) = message {
+                let v: Value = serde_json::from_str(&text).expect("JSON");
+                if v["type"] != "info" {
+                    replies.push(v);
+                }
+            }
+        }
+        replies
+    });
+    use futures_util::SinkExt;
+    for i in 0..TOTAL {
+        if i == 500 {
+            cluster.nats.signal("STOP");
+        }
+        if i == 1000 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            cluster.nats.signal("CONT");
+        }
+        let frame = json!({"type": "publish", "topic": "piped", "request_id": format!("p{i}"),
+            "message": {"payload": i}});
+        tx.send(Message::text(frame.to_string()))
+            .await
+            .expect("send");
+    }
+    let replies = replies.await.expect("reader");
+    // Every publish answered, in the order sent; the acked ones in stream order.
+    let mut acked = Vec::new();
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(reply["request_id"], format!("p{i}"), "reply {i}: {reply}");
+        match reply["type"].as_str() {
+            Some("ack") => acked.push(reply["seq"].as_u64().expect("seq")),
+            Some("error") => assert_eq!(reply["error"]["code"], "INTERNAL", "{reply}"),
+            _ => panic!("reply {i}: {reply}"),
+        }
+    }
+    assert!(
+        acked.windows(2).all(|w| w[0] < w[1]),
+        "acked seqs follow the send order"
+    );
+    assert!(acked.len() >= 1000, "{} of {TOTAL} acked", acked.len());
+    // Every acked one reaches the other node's subscriber once, in order (unacked ones that NATS
+    // stored after all may come too).
+    final_tx
+        .send(*acked.last().expect("acks"))
+        .expect("final seq");
+    let seen = tokio::time::timeout(SETTLE, subscriber)
+        .await
+        .expect("the subscriber saw the last ack")
+        .expect("subscriber");
+    assert_eq!(seen.drops, 0, "subscriber disconnected: {:?}", seen.closes);
+    assert!(seen.gaps.is_empty(), "{:?}", seen.gaps);
+    common::assert::assert_acked_once_in_order("subscriber on node 1", &seen.seqs, &acked);
+}

@@ -109,6 +109,10 @@ impl HaCluster {
         let mut env: Vec<(String, String)> = [
             ("NATS_REPLICAS", "3"),
             ("RING_BUFFER_SIZE", "50000"),
+            // The test's readers share two cores with three NATS servers, two nodes and the
+            // publishers: under a loaded CI run they can fall seconds behind, which is a slow
+            // consumer by design. Pacing a backlog is tests/cluster.rs's partition tests' job.
+            ("SUBSCRIBER_QUEUE_SIZE", "50000"),
             ("HEARTBEAT_INTERVAL_SECS", "2"),
             ("DRAIN_DURATION_SECS", "0"),
             ("RUST_LOG", "info,herald=debug"),

@@ -121,6 +121,11 @@ fn each_bad_setting_is_one_line_naming_the_variable_the_value_and_what_is_allowe
         ),
         (
             &[],
+            vec![("MAX_INFLIGHT_PUBLISHES", "0")],
+            format!("MAX_INFLIGHT_PUBLISHES=0: {}", whole(1, 65_536)),
+        ),
+        (
+            &[],
             vec![("IDLE_TIMEOUT_SECS", "5")],
             "IDLE_TIMEOUT_SECS=5 must be more than HEARTBEAT_INTERVAL_SECS=20: the server pings \
              every heartbeat and closes connections silent for the idle timeout, so clients that \

@@ -20,7 +20,7 @@
 //! No node may remove a topic on its own: the registry entry goes, at its revision, once every
 //! live node voted the topic idle (`cluster/nats/expiry.rs`). A node's vote *leases* the topic:
 //! until the outcome is known, a publish or subscribe arriving there waits instead of using a
-//! topic that may be about to go. Each operation holds an [`InFlight`] mark while it runs. The
+//! topic that may be about to go. Each operation holds an `InFlight` (`topic/lease.rs`) mark while it runs. The
 //! marks and the lease share one atomic word, and both sides change it with one read-modify-write
 //! (the operation adds its mark and reads the lease bit, the vote sets the bit and reads the
 //! marks), so one of them always sees the other: either the vote says busy or the operation
@@ -30,7 +30,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::event::StoredEvent;
-use super::topic::Topic;
 use crate::sync::AtomicU64;
 
 /// `idle_since` before the sweep first looked at the topic.
@@ -49,7 +48,7 @@ pub(crate) struct Lifecycle {
     /// Sweep clock (ms) when the sweep last saw activity; [`NOT_SEEN`] before its first look.
     idle_since: AtomicU64,
     /// Cluster mode: [`LEASED`] while this node's idle vote stands, plus one per publish or
-    /// subscribe running on this node (see [`InFlight`]).
+    /// subscribe running on this node (see `InFlight` (`topic/lease.rs`)).
     gate: AtomicU64,
     /// Cluster mode: sweep clock (ms) when this node's idle vote stops holding operations back.
     lease_until: AtomicU64,
@@ -113,7 +112,7 @@ impl Lifecycle {
     }
 
     /// Cluster expiry's vote: leases the topic until sweep clock `until` and says whether no
-    /// operation is in flight.
+    /// operation is in flight. Both sides use one read-modify-write each on `gate`.
     fn lease(&self, until: u64) -> bool {
         // Stored before the bit is set, so an operation that sees the bit sees this deadline.
         self.lease_until.store(until, Ordering::Relaxed);
@@ -124,72 +123,45 @@ impl Lifecycle {
     pub(crate) fn release(&self) {
         self.gate.fetch_and(!LEASED, Ordering::AcqRel);
     }
-}
 
-impl Topic {
-    /// Cluster expiry's vote at sweep clock `now`: whether the topic has been idle here for `ttl`
-    /// ms with nothing in flight. An idle vote leases the topic until `lease_until`.
-    pub(crate) fn vote_idle(&self, now: u64, ttl: u64, lease_until: u64) -> bool {
-        let life = self.life();
-        let idle = life.lease(lease_until)
-            && !self.is_deleted()
-            && life
-                .idle(
-                    now,
-                    ttl,
-                    life.mark(self.messages()),
-                    self.subscriber_count(),
-                )
-                .is_some();
-        if !idle {
-            life.release();
-        }
-        idle
-    }
-}
-
-/// A publish or subscribe in flight on a topic, in cluster mode: while one exists this node votes
-/// the topic busy. Made before the operation uses the topic, dropped when it is done (the publish
-/// stored, the subscriber in the topic's list).
-#[derive(Debug)]
-pub struct InFlight {
-    /// The topic the operation uses.
-    topic: Arc<Topic>,
-    /// Whether this node's idle vote stood when the mark was made.
-    leased: bool,
-}
-
-impl InFlight {
-    /// Marks an operation on `topic` as running.
-    pub fn new(topic: Arc<Topic>) -> Self {
-        let gate = topic.life().gate.fetch_add(1, Ordering::AcqRel);
-        Self {
-            topic,
-            leased: gate & LEASED != 0,
-        }
+    /// An operation starts (see `InFlight` (`topic/lease.rs`)): whether this node's idle vote stood then.
+    pub(crate) fn enter(&self) -> bool {
+        self.gate.fetch_add(1, Ordering::AcqRel) & LEASED != 0
     }
 
-    /// The topic the operation uses.
-    pub fn topic(&self) -> &Arc<Topic> {
-        &self.topic
+    /// An operation is done.
+    pub(crate) fn leave(&self) {
+        self.gate.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Where this node's expiry lease stood when the mark was made, at sweep clock `now`: only
-    /// [`Lease::Free`] lets the operation go ahead.
+    /// The lease at sweep clock `now`, for an operation that found it set when it started.
     pub(crate) fn lease_at(&self, now: u64) -> Lease {
-        if !self.leased {
-            Lease::Free
-        } else if now < self.topic.life().lease_until.load(Ordering::Relaxed) {
+        if now < self.lease_until.load(Ordering::Relaxed) {
             Lease::Pending
         } else {
             Lease::Lapsed
         }
     }
-}
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.topic.life().gate.fetch_sub(1, Ordering::AcqRel);
+    /// Cluster expiry's vote at sweep clock `now` for a topic with `messages` messages and
+    /// `subscribers` subscribers: whether it has been idle here for `ttl` ms with nothing in
+    /// flight. An idle vote leases the topic until `lease_until`.
+    pub(crate) fn vote_idle(
+        &self,
+        now: u64,
+        ttl: u64,
+        lease_until: u64,
+        messages: impl FnOnce() -> u64,
+        subscribers: impl FnOnce() -> usize,
+    ) -> bool {
+        let idle = self.lease(lease_until)
+            && self
+                .idle(now, ttl, self.mark(messages()), subscribers())
+                .is_some();
+        if !idle {
+            self.release();
+        }
+        idle
     }
 }
 

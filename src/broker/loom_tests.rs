@@ -22,10 +22,11 @@ use loom::sync::atomic::AtomicU64;
 use loom::thread;
 
 use super::event::{EventBuilder, StoredEvent};
-use super::lifecycle::{InFlight, Lease};
+use super::lifecycle::Lease;
 use super::outbox::{Outbox, Outgoing, Pushed};
 use super::ring::Ring;
 use super::subscriber::{ConnId, Subscriber};
+use super::topic::InFlight;
 use super::topic::Topic;
 use crate::config::SlowConsumerPolicy;
 use crate::protocol::{Frame, Payload, Replay, SubscribeAck, TopicName};

@@ -36,14 +36,14 @@ use parking_lot::Mutex;
 pub use counts::{EventCounts, TopicStats};
 pub(crate) use event::EventBuilder;
 pub use event::StoredEvent;
-pub use lifecycle::{InFlight, Lease};
+pub use lifecycle::Lease;
 pub use outbox::{Outbox, Outgoing, Pushed};
 use patterns::PatternIndex;
 pub use ring::Ring;
 pub use subscriber::{ConnId, Subscriber};
 use sweep::Sweeper;
 pub use sweep::{sweep_interval, SWEEP_BATCH};
-pub use topic::{new_epoch, Identity, Topic};
+pub use topic::{new_epoch, Identity, InFlight, Topic};
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};

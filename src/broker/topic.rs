@@ -34,7 +34,10 @@ use crate::protocol::{Frame, Published, Replay, SubscribeAck, TopicName};
 use crate::sync::{ArcSwap, AtomicBool, AtomicU64, Mutex};
 
 mod cluster;
+mod lease;
 mod wildcard;
+
+pub use lease::InFlight;
 
 /// A fresh opaque epoch: 16 hex digits of a random UUID.
 pub fn new_epoch() -> String {

@@ -26,6 +26,10 @@ use crate::protocol::{Payload, Published, TopicName};
 
 pub use report::{CountsFn, NodeCounts};
 
+/// A publish on its way to the stream: resolves with its ack once JetStream stored it.
+pub type PendingAck =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Published, ApiError>> + Send>>;
+
 /// How the server reaches the engine: this process alone, or the cluster over NATS.
 #[derive(Debug)]
 pub enum Backplane {
@@ -142,6 +146,25 @@ impl Backplane {
             if same_life {
                 Box::pin(nats.reach(seq)).await;
             }
+        }
+    }
+
+    /// Cluster mode: hands a message to NATS and returns once it is on its way, with the wait
+    /// for its PubAck, so a connection can have many in flight and still keep their order. A
+    /// single node publishes at once (nothing to wait for).
+    pub async fn send(
+        &self,
+        broker: &Broker,
+        name: &TopicName,
+        id: Option<&str>,
+        payload: Payload<'_>,
+    ) -> Result<PendingAck, ApiError> {
+        match self {
+            Self::Local => {
+                let published = broker.publish(name, id, payload);
+                Ok(Box::pin(std::future::ready(published)))
+            }
+            Self::Nats(nats) => Box::pin(nats.send(name, id, payload)).await,
         }
     }
 

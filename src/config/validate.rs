@@ -42,6 +42,12 @@ impl Config {
                 UNBOUNDED,
             ),
             (
+                "MAX_INFLIGHT_PUBLISHES",
+                self.max_inflight_publishes as u64,
+                1,
+                65_536,
+            ),
+            (
                 "WS_READ_BUFFER_SIZE",
                 self.ws_read_buffer_size as u64,
                 1,

@@ -21,7 +21,7 @@ use crate::broker::{
     sweep_interval, Broker, ConnId, EventCounts, Outgoing, StoredEvent, Subscriber, Topic,
     TopicStats,
 };
-use crate::cluster::{Backplane, NodeCounts};
+use crate::cluster::{Backplane, NodeCounts, PendingAck};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::histogram::HistogramSnapshot;
@@ -124,6 +124,19 @@ impl Node {
         self.backplane
             .publish(&self.broker, topic, id, payload)
             .await
+    }
+
+    /// Cluster mode's pipelined publish: returns once the message is on its way to the stream
+    /// (a connection's publishes keep their order), with the wait for its ack.
+    pub async fn send(
+        &self,
+        caller: &Caller,
+        topic: &TopicName,
+        id: Option<&str>,
+        payload: Payload<'_>,
+    ) -> Result<PendingAck, ApiError> {
+        caller.check(Capability::Publish, topic)?;
+        self.backplane.send(&self.broker, topic, id, payload).await
     }
 
     /// Whether a subscribe to `topic` could succeed now, for a route that must answer before it

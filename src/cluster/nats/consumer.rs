@@ -32,7 +32,7 @@ const CATCH_UP_PENDING: u64 = 64;
 const CATCH_UP_AGE_MS: i128 = 500;
 /// Longest a catching-up node waits for one subscriber's queue to make room before leaving it to
 /// the slow-consumer policy (and no longer waiting for it in this catch-up).
-const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 /// Topics whose retained messages a node checks at once after an outage.
 const GAP_CHECKS_AT_ONCE: usize = 32;
 /// How often a catching-up node looks at a full queue again.

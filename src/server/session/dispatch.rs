@@ -4,6 +4,7 @@
 //!
 //! [`Node`]: crate::node::Node
 
+use super::pipeline::Reply;
 use super::Session;
 use crate::broker::Subscriber;
 use crate::error::{ApiError, ErrorCode};
@@ -22,12 +23,7 @@ impl Session {
     /// The one place an error becomes an error frame. PROTOCOL.md §1: a failed backplane call is
     /// `INTERNAL` on a WebSocket (REST answers 503 `UNAVAILABLE`).
     pub(super) fn reply_error(&self, request_id: Option<&RequestId>, error: ApiError) {
-        let error = if error.code == ErrorCode::Unavailable {
-            ApiError::new(ErrorCode::Internal, error.message)
-        } else {
-            error
-        };
-        self.push(frames::error(request_id, &error));
+        self.push(error_frame(request_id, error));
     }
 
     /// Parses one client frame and serves it.
@@ -96,6 +92,10 @@ impl Session {
                     self.push(frames::ack(rid, &topic));
                 }
             }
+            Kind::Publish if self.state.node.is_cluster() => {
+                self.send(topic, rid, frame.message_id, frame.payload, ack)
+                    .await
+            }
             Kind::Publish => {
                 let Some(payload) = frame.payload else {
                     return self.reply_error(rid, ApiError::bad_request("publish needs a payload"));
@@ -117,6 +117,40 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Cluster mode's publish: hands the message to the backplane and queues its reply behind
+    /// those of this connection's earlier publishes (errors included, so replies keep the order
+    /// the publishes arrived in), without waiting for the PubAck.
+    async fn send(
+        &mut self,
+        topic: TopicName,
+        rid: Option<&RequestId>,
+        id: Option<&str>,
+        payload: Option<&simd_json::BorrowedValue<'_>>,
+        ack: bool,
+    ) {
+        let sent = match payload {
+            None => Err(ApiError::bad_request("publish needs a payload")),
+            Some(payload) => {
+                let caller = &self.auth.caller;
+                let payload = Payload::Value(payload);
+                self.state.node.send(caller, &topic, id, payload).await
+            }
+        };
+        let rid = rid.cloned();
+        let reply: Reply = match sent {
+            Ok(pending) => Box::pin(async move {
+                match pending.await {
+                    Ok(published) => {
+                        ack.then(|| frames::publish_ack(rid.as_ref(), &topic, &published))
+                    }
+                    Err(e) => Some(error_frame(rid.as_ref(), e)),
+                }
+            }),
+            Err(e) => Box::pin(std::future::ready(Some(error_frame(rid.as_ref(), e)))),
+        };
+        self.pipeline.get_or_insert_with(Box::default).push(reply);
     }
 
     /// Subscribes this connection to `topic`, its events in `dialect`'s shape; with `ack`, the
@@ -152,4 +186,15 @@ impl Session {
             Err(e) => self.reply_error(rid, e),
         }
     }
+}
+
+/// The error frame for `error`. PROTOCOL.md §1: a failed backplane call is `INTERNAL` on a
+/// WebSocket (REST answers 503 `UNAVAILABLE`).
+fn error_frame(request_id: Option<&RequestId>, error: ApiError) -> Frame {
+    let error = if error.code == ErrorCode::Unavailable {
+        ApiError::new(ErrorCode::Internal, error.message)
+    } else {
+        error
+    };
+    frames::error(request_id, &error)
 }

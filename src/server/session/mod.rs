@@ -10,6 +10,7 @@
 mod auth;
 mod dispatch;
 mod patterns;
+mod pipeline;
 mod reader;
 mod writer;
 
@@ -225,6 +226,9 @@ pub(super) struct Session {
     /// read once per operation, not per event, and every idle connection's task carries the
     /// session (inline it moved the task to a larger allocation class: +0.8 KiB a connection).
     auth: Box<AuthState>,
+    /// Cluster mode: publishes waiting for their PubAck; made on the first one, so a connection
+    /// that never publishes in a cluster (and every one on a single node) carries one word.
+    pipeline: Option<Box<pipeline::Pipeline>>,
 }
 
 /// The patterns a connection subscribed to (boxed in the session: most connections have none).
@@ -264,6 +268,7 @@ impl Session {
             patterns: None,
             drain: state.drain_batches[group].clone(),
             auth: Box::new(AuthState { caller, due: None }),
+            pipeline: None,
             state,
         };
         session.schedule_auth(true);

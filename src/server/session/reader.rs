@@ -9,10 +9,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::pipeline::Pipeline;
 use super::{ReadEnd, Session};
 use crate::config::SlowConsumerPolicy;
 use crate::error::ApiError;
 use crate::metrics::FrameIn;
+use crate::protocol::Frame;
 
 /// How long the reader may stay paused on a half-full outbox (`disconnect` policy): a client that keeps sending but has
 /// not taken its replies off the socket for this long is a slow consumer and is closed, so it
@@ -50,7 +52,16 @@ impl ControlBudget {
 }
 
 impl Session {
-    /// Reads and serves frames until the connection should end.
+    /// Queues a pipelined publish's reply, if it has one.
+    fn push_reply(&self, reply: Option<Frame>) {
+        if let Some(reply) = reply {
+            self.push(reply);
+        }
+    }
+
+    /// Reads and serves frames until the connection should end. Publishes still waiting for
+    /// their PubAck are answered first when the server ends the connection on its side
+    /// (shutdown, drain, idle), as they would be if each were awaited in turn.
     pub(super) async fn read_loop<St>(
         &mut self,
         stream: &mut St,
@@ -59,6 +70,25 @@ impl Session {
     where
         St: Stream<Item = Result<Message, WsError>> + Unpin,
     {
+        let end = self.read_frames(stream, writer_done).await;
+        if matches!(end, ReadEnd::Shutdown | ReadEnd::Restart | ReadEnd::Idle) {
+            if let Some(mut pipeline) = self.pipeline.take() {
+                // Each wait is bounded by the backplane's call timeout.
+                while pipeline.len() > 0 {
+                    if let Some(reply) = pipeline.next().await {
+                        self.push(reply);
+                    }
+                }
+            }
+        }
+        end
+    }
+
+    async fn read_frames<St>(&mut self, stream: &mut St, writer_done: &CancellationToken) -> ReadEnd
+    where
+        St: Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        let max_inflight = self.state.config.max_inflight_publishes;
         let idle = self.state.config.idle_timeout;
         let mut deadline = Instant::now() + idle;
         // Reused across frames: simd-json parses in place and needs scratch space.
@@ -91,15 +121,32 @@ impl Session {
                 // Waiting on our own queue is not the client's silence.
                 deadline = Instant::now() + idle;
             }
+            if self
+                .pipeline
+                .as_ref()
+                .is_some_and(|p| p.len() >= max_inflight)
+            {
+                // MAX_INFLIGHT_PUBLISHES: the client waits on TCP until the oldest is answered.
+                tokio::select! {
+                    biased;
+                    _ = self.state.shutdown.cancelled() => return ReadEnd::Shutdown,
+                    _ = writer_done.cancelled() => return ReadEnd::WriterGone,
+                    reply = next_reply(&mut self.pipeline) => self.push_reply(reply),
+                }
+                deadline = Instant::now() + idle;
+                continue;
+            }
+            let wake = self.auth_wake().map_or(deadline, |due| due.min(deadline));
             let next = tokio::select! {
                 biased;
                 _ = self.state.shutdown.cancelled() => return ReadEnd::Shutdown,
                 _ = writer_done.cancelled() => return ReadEnd::WriterGone,
                 _ = self.drain.cancelled() => return ReadEnd::Restart,
-                next = tokio::time::timeout_at(
-                    self.auth_wake().map_or(deadline, |due| due.min(deadline)),
-                    stream.next(),
-                ) => next,
+                reply = next_reply(&mut self.pipeline) => {
+                    self.push_reply(reply);
+                    continue;
+                }
+                next = tokio::time::timeout_at(wake, stream.next()) => next,
             };
             let message = match next {
                 Err(_) if Instant::now() >= deadline => return ReadEnd::Idle,
@@ -153,5 +200,13 @@ impl Session {
                 Message::Frame(_) => {}
             }
         }
+    }
+}
+
+/// The oldest pipelined publish's reply once known; pending forever when none waits.
+async fn next_reply(pipeline: &mut Option<Box<Pipeline>>) -> Option<Frame> {
+    match pipeline {
+        Some(pipeline) => pipeline.next().await,
+        None => std::future::pending().await,
     }
 }
