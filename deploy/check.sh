@@ -6,7 +6,8 @@
 #   3. the Dockerfile with a Dockerfile linter;
 #   4. herald.service with `systemd-analyze verify` and its offline security score;
 #   5. the timeouts agree: every stop/grace period is longer than SHUTDOWN_TIMEOUT_SECS;
-#   6. the binary runs as the non-root user the Dockerfile creates, and `herald probe` (the image's
+#   6. nginx -t and haproxy -c accept the load balancer configurations;
+#   7. the binary runs as the non-root user the Dockerfile creates, and `herald probe` (the image's
 #      HEALTHCHECK) finds it from HOST/PORT alone; SIGTERM exits 0.
 # Tools come from pinned registry packages in a temporary directory. A step whose tool is missing
 # (npm, systemd-analyze, setpriv) is reported as skipped; any failure exits non-zero.
@@ -82,6 +83,29 @@ assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
 assert "LimitNOFILE=1048576" in unit
 print(f"ok: the image's user {uid} is the pod's runAsUser; probes on /readyz and /livez")
 EOF
+
+echo "== proxy configurations (nginx -t, haproxy -c)"
+if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
+  nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+  # deploy/nginx.conf is the http{} block of a full configuration: wrap it as one.
+  printf 'events {}\nhttp {\n  include %s;\n}\npid %s;\n' "$PWD/deploy/nginx.conf" "$work/nginx.pid" \
+    >"$work/nginx-http.conf"
+  "$nginx_bin" -q -t -c "$work/nginx-http.conf" -e "$work/nginx-error.log"
+  if [ -f /usr/lib/nginx/modules/ngx_stream_module.so ]; then
+    "$nginx_bin" -q -t -c "$PWD/deploy/nginx-stream.conf" -e "$work/nginx-error.log"
+  else
+    skipped+=("nginx-stream.conf (no libnginx-mod-stream)")
+  fi
+else
+  skipped+=("nginx configurations (no nginx)")
+fi
+if command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; then
+  haproxy_bin=$(command -v haproxy || echo /usr/sbin/haproxy)
+  "$haproxy_bin" -q -c -f deploy/haproxy.cfg
+  "$haproxy_bin" -q -c -f deploy/haproxy-tcp.cfg
+else
+  skipped+=("haproxy configurations (no haproxy)")
+fi
 
 echo "== Dockerfile lint"
 if command -v npm >/dev/null; then

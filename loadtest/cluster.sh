@@ -11,6 +11,10 @@
 #   memory+nginx  the same node behind nginx: the proxy hop alone
 #   nats-1        nats-server -js, one node with NATS_URL, behind nginx
 #   nats-3        nats-server -js, three nodes with NATS_URL, behind nginx (round robin)
+# A suffix picks the proxy in front instead: `+nginx` (HTTP/WebSocket proxy, L7, the default for
+# nats-N), `+l4` (nginx `stream`, plain TCP), `+haproxy` (HAProxy `mode tcp`), e.g. memory+l4,
+# nats-1+l4, nats-3+haproxy. The L4 ones need nginx's stream module (Debian:
+# libnginx-mod-stream) or haproxy; they never parse HTTP or WebSocket frames, only move bytes.
 # Runs (all --strict: any lost, duplicated or reordered message, publish error or disconnect fails):
 #   fanout   1 topic × SUBS subscribers, PUBS publishers, PAYLOAD bytes, max rate under the
 #            default flow-control window, DURATION of publishing
@@ -19,13 +23,16 @@
 # they are spread round robin and most deliveries cross the backplane.
 #
 # Environment overrides: CONFIGS ("memory memory+nginx nats-1 nats-3"), SUBS (300), PUBS (1),
-# PAYLOAD (128), DURATION (5s; 2s with --quick), WARMUP (1s; 500ms with --quick: latency
+# PAYLOAD (128), PIN (0; 1 runs the servers on CPU 0 and herald-load on CPU 1), PERF (0; 1 records
+# a flamegraph of every server process during each fan-out run, OUT/CONFIG.svg),
+# WINDOW / MAX_UNACKED (herald-load's --window / --max-unacked for the fan-out run; its defaults
+# when unset), DURATION (5s; 2s with --quick), WARMUP (1s; 500ms with --quick: latency
 # samples not recorded), LATENCY_RATE (200), HERALD (binary; default
 # target/release/herald), OUT (results directory; default a new directory under /tmp).
 set -euo pipefail
 
 usage() {
-    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
     echo
     echo "Flags: --quick  shorter runs;  --no-build  use the existing release binaries."
 }
@@ -59,6 +66,16 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 say() { printf '%s\n' "$*" >&2; }
 
+PIN=${PIN:-0}
+PERF=${PERF:-0}
+if ((PERF)); then
+    command -v perf >/dev/null || { say "PERF=1 needs perf (Debian: apt-get install linux-perf)"; exit 2; }
+    export PATH="$PATH:$HOME/.cargo/bin"
+    if ! command -v inferno-collapse-perf >/dev/null || ! command -v inferno-flamegraph >/dev/null; then
+        say "installing inferno from crates.io"
+        cargo install --quiet --locked inferno
+    fi
+fi
 for tool in nats-server nginx python3; do
     command -v "$tool" >/dev/null || {
         say "$tool not found (Debian: apt-get install nats-server nginx python3)"
@@ -70,6 +87,9 @@ if ((BUILD)); then build_release "$ROOT"; fi
 HERALD=${HERALD:-$ROOT/target/release/herald}
 LOADGEN="$ROOT/target/release/herald-load"
 raise_fd_limit
+PIN_SERVER=()
+PIN_LOAD=()
+if ((PIN)); then pin_cpus 0 1; fi
 
 # --- processes -------------------------------------------------------------------------------
 PIDS=()
@@ -102,7 +122,7 @@ wait_ready() {
 
 start_nats() {
     NATS_PORT=$(free_port)
-    nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DIR/js" >"$DIR/nats.log" 2>&1 &
+    "${PIN_SERVER[@]}" nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DIR/js" >"$DIR/nats.log" 2>&1 &
     PIDS+=($!)
     wait_listen "$NATS_PORT" nats-server $!
 }
@@ -111,7 +131,7 @@ start_nats() {
 start_node() {
     local i=$1 nats=${2:-} port
     port=$(free_port)
-    env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn SHUTDOWN_TIMEOUT_SECS=2 \
+    "${PIN_SERVER[@]}" env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn SHUTDOWN_TIMEOUT_SECS=2 \
         ${nats:+NATS_URL="$nats"} NODE_ID="node$i" DRAIN_DURATION_SECS=0 \
         "$HERALD" >"$DIR/node$i.log" 2>&1 &
     PIDS+=($!)
@@ -161,35 +181,104 @@ $servers    keepalive 32;
   }
 }
 EOF
-    nginx -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/nginx-error.log" >"$DIR/nginx.out" 2>&1 &
+    "${PIN_SERVER[@]}" nginx -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/nginx-error.log" >"$DIR/nginx.out" 2>&1 &
     PIDS+=($!)
     wait_listen "$NGINX_PORT" nginx $!
 }
 
+# L4 proxies: plain TCP to NODE_PORTS, one worker / thread like start_nginx; nginx fails over
+# passively, HAProxy checks /readyz as deploy/haproxy-tcp.cfg does.
+start_nginx_stream() {
+    NGINX_PORT=$(free_port)
+    local servers="" p
+    for p in "${NODE_PORTS[@]}"; do
+        servers+="    server 127.0.0.1:$p max_fails=1 fail_timeout=3s;"$'\n'
+    done
+    cat >"$DIR/nginx.conf" <<EOF
+load_module ${NGINX_STREAM_MODULE:-/usr/lib/nginx/modules/ngx_stream_module.so};
+daemon off;
+worker_processes 1;
+pid $DIR/nginx.pid;
+error_log $DIR/nginx-error.log warn;
+events { worker_connections 8192; }
+stream {
+  upstream herald {
+$servers  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    proxy_pass herald;
+    proxy_connect_timeout 2s;
+    proxy_timeout 1h;
+  }
+}
+EOF
+    "${PIN_SERVER[@]}" nginx -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/nginx-error.log" >"$DIR/nginx.out" 2>&1 &
+    PIDS+=($!)
+    wait_listen "$NGINX_PORT" "nginx (stream)" $!
+}
+
+start_haproxy() {
+    NGINX_PORT=$(free_port)
+    local servers="" p i=0
+    for p in "${NODE_PORTS[@]}"; do
+        i=$((i + 1))
+        servers+="  server node$i 127.0.0.1:$p check"$'\n'
+    done
+    cat >"$DIR/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode tcp
+  option splice-auto
+  timeout connect 2s
+  timeout client 1h
+  timeout server 1h
+frontend herald_in
+  bind 127.0.0.1:$NGINX_PORT
+  default_backend herald_nodes
+backend herald_nodes
+  balance roundrobin
+  option httpchk GET /readyz
+  http-check expect status 200
+  default-server inter 1s fall 1 rise 2
+$servers
+EOF
+    "${PIN_SERVER[@]}" haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &
+    PIDS+=($!)
+    wait_listen "$NGINX_PORT" haproxy $!
+}
+
 # Starts one configuration; sets CLIENT_PORT (where herald-load connects).
 start_config() {
-    local config=$1 i
+    local config=$1 i base proxy
     DIR="$OUT/$config"
     mkdir -p "$DIR"
     NODE_PORTS=()
-    case "$config" in
-        memory | memory+nginx)
+    base=${config%%+*}
+    proxy=${config#"$base"}
+    proxy=${proxy#+}
+    case "$base" in
+        memory)
             start_node 1
             wait_ready "${NODE_PORTS[0]}"
             ;;
         nats-*)
             start_nats
-            for i in $(seq "${config#nats-}"); do start_node "$i" "nats://127.0.0.1:$NATS_PORT"; done
+            for i in $(seq "${base#nats-}"); do start_node "$i" "nats://127.0.0.1:$NATS_PORT"; done
             for p in "${NODE_PORTS[@]}"; do wait_ready "$p"; done
+            proxy=${proxy:-nginx}
             ;;
         *) say "unknown configuration $config"; return 1 ;;
     esac
-    if [[ "$config" == memory ]]; then
-        CLIENT_PORT=${NODE_PORTS[0]}
-    else
-        start_nginx
-        CLIENT_PORT=$NGINX_PORT
-    fi
+    case "$proxy" in
+        "") CLIENT_PORT=${NODE_PORTS[0]}; return 0 ;;
+        nginx) start_nginx ;;
+        l4) start_nginx_stream ;;
+        haproxy) start_haproxy ;;
+        *) say "unknown proxy $proxy in $config (nginx, l4 or haproxy)"; return 1 ;;
+    esac
+    CLIENT_PORT=$NGINX_PORT
 }
 
 # CPU time every process of the configuration has used so far (herald nodes, nats-server, the
@@ -217,7 +306,7 @@ run() {
     say "  $scenario"
     local status=0 before after line
     before=$(config_ticks)
-    line=$("$LOADGEN" "$scenario" "$@" --port "$CLIENT_PORT" --json --quiet --strict \
+    line=$("${PIN_LOAD[@]}" "$LOADGEN" "$scenario" "$@" --port "$CLIENT_PORT" --json --quiet --strict \
         --label "$scenario" 2>>"$DIR/herald-load.log") || status=$?
     after=$(config_ticks)
     if [[ "$line" == "{"* ]]; then
@@ -232,6 +321,36 @@ run() {
     esac
 }
 
+# PERF=1: sample every server process of the configuration (herald nodes, nats-server, the proxy)
+# with `perf record -e cpu-clock` during the fan-out run and fold the stacks into
+# $OUT/CONFIG.folded and $OUT/CONFIG.svg (inferno; installed from crates.io when missing).
+PERF_PID=""
+perf_start() {
+    local pids=() pid kid kids
+    for pid in "${PIDS[@]}"; do
+        pids+=("$pid")
+        kids=()
+        read -ra kids 2>/dev/null <"/proc/$pid/task/$pid/children" || true
+        for kid in "${kids[@]}"; do pids+=("$kid"); done
+    done
+    perf record -e cpu-clock -F "${PERF_FREQ:-499}" -g --call-graph dwarf,16384 -o "$DIR/perf.data" \
+        -p "$(IFS=,; echo "${pids[*]}")" >"$DIR/perf.log" 2>&1 &
+    PERF_PID=$!
+}
+
+perf_stop() {
+    local config=$1
+    [[ -n "$PERF_PID" ]] || return 0
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    PERF_PID=""
+    perf script -i "$DIR/perf.data" --no-inline 2>/dev/null | inferno-collapse-perf --all >"$OUT/$config.folded"
+    inferno-flamegraph --title "herald $config: 1 topic x $SUBS subscribers, $PUBS publisher, ${PAYLOAD} B, fan-out (every server process)" \
+        <"$OUT/$config.folded" >"$OUT/$config.svg"
+    rm -f "$DIR/perf.data"
+    say "    flamegraph: $OUT/$config.svg"
+}
+
 say "results in $OUT; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for config in $CONFIGS; do
@@ -241,8 +360,11 @@ for config in $CONFIGS; do
         stop_all
         continue
     fi
+    if ((PERF)); then perf_start; fi
     run "$config" fanout --topics 1 --subscribers "$SUBS" --publishers "$PUBS" \
-        --payload "$PAYLOAD" --duration "$DURATION" --drain 3s
+        --payload "$PAYLOAD" --duration "$DURATION" --drain 3s \
+        ${WINDOW:+--window "$WINDOW"} ${MAX_UNACKED:+--max-unacked "$MAX_UNACKED"}
+    if ((PERF)); then perf_stop "$config"; fi
     run "$config" latency --topics 1 --subscribers "$SUBS" --publishers "$PUBS" \
         --payload "$PAYLOAD" --rate "$LATENCY_RATE" --duration "$DURATION" --warmup "$WARMUP" --drain 3s
     stop_all
@@ -252,9 +374,10 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 {
     echo
     machine_line
-    echo "load average (1/5/15 min): $LOAD_BEFORE before, $LOAD_AFTER after; nothing pinned"
+    echo "load average (1/5/15 min): $LOAD_BEFORE before, $LOAD_AFTER after;" \
+        "$(if ((PIN)); then echo "servers on CPU 0, herald-load on CPU 1"; else echo "nothing pinned"; fi)"
     echo "herald $(herald_rev "$ROOT") (release);" \
-        "$(nats-server --version 2>&1 | head -1); $(nginx -v 2>&1 | sed 's/.*: //')"
+        "$(nats-server --version 2>&1 | head -1); $(nginx -v 2>&1 | sed 's/.*: //')$(command -v haproxy >/dev/null && haproxy -v 2>&1 | head -1 | cut -d' ' -f1-3 | sed 's/^/; /')"
     echo "1 topic × $SUBS subscribers, $PUBS publisher(s), $PAYLOAD B payload, runs of $DURATION;" \
         "latency at $LATENCY_RATE msg/s ($((LATENCY_RATE * SUBS)) deliveries/s)"
     echo
