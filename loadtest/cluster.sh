@@ -139,14 +139,20 @@ start_node() {
     wait_listen "$port" "herald node$i" $!
 }
 
+# The upstream lines for NODE_PORTS, the same for nginx's http and stream modules.
+nginx_servers() {
+    local p
+    for p in "${NODE_PORTS[@]}"; do
+        printf '    server 127.0.0.1:%s max_fails=1 fail_timeout=3s;\n' "$p"
+    done
+}
+
 # nginx in front of NODE_PORTS with the settings of deploy/nginx.conf, one worker (the machine
 # this was written for has two cores), everything in $DIR.
 start_nginx() {
     NGINX_PORT=$(free_port)
-    local servers="" p
-    for p in "${NODE_PORTS[@]}"; do
-        servers+="    server 127.0.0.1:$p max_fails=1 fail_timeout=3s;"$'\n'
-    done
+    local servers
+    servers=$(nginx_servers)
     cat >"$DIR/nginx.conf" <<EOF
 daemon off;
 worker_processes 1;
@@ -162,7 +168,8 @@ http {
   scgi_temp_path $DIR/nginx-scgi;
   map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
   upstream herald {
-$servers    keepalive 32;
+$servers
+    keepalive 32;
   }
   server {
     listen 127.0.0.1:$NGINX_PORT;
@@ -190,10 +197,8 @@ EOF
 # passively, HAProxy checks /readyz as deploy/haproxy-tcp.cfg does.
 start_nginx_stream() {
     NGINX_PORT=$(free_port)
-    local servers="" p
-    for p in "${NODE_PORTS[@]}"; do
-        servers+="    server 127.0.0.1:$p max_fails=1 fail_timeout=3s;"$'\n'
-    done
+    local servers
+    servers=$(nginx_servers)
     cat >"$DIR/nginx.conf" <<EOF
 load_module ${NGINX_STREAM_MODULE:-/usr/lib/nginx/modules/ngx_stream_module.so};
 daemon off;
@@ -203,7 +208,8 @@ error_log $DIR/nginx-error.log warn;
 events { worker_connections 8192; }
 stream {
   upstream herald {
-$servers  }
+$servers
+  }
   server {
     listen 127.0.0.1:$NGINX_PORT;
     proxy_pass herald;
