@@ -24,6 +24,9 @@
 //!
 //! `fanout_patterns/all_via_gt/1000` is the 1,000-subscriber case with every subscriber on the
 //! pattern `>` instead of the topic's name (issue 20: within reach of `fanout/1000`).
+//! `fanout_patterns/10k_patterns/1000` publishes round 1,000 topics whose 10,000 subscribers each
+//! hold a distinct pattern (ten per topic), `fanout_patterns/10k_exact/1000` the same fan-out by
+//! topic name (issue 20: ≥ 0.8 × its throughput).
 //!
 //! # Running
 //! ```text
@@ -104,6 +107,7 @@ fn fanout(c: &mut Criterion) {
     }
     group.finish();
     fanout_via_patterns(c, &payload);
+    many_patterns(c, &payload);
 }
 
 /// The same fan-out to 1,000 subscribers that all subscribed with the pattern `>` (issue 20):
@@ -127,8 +131,78 @@ fn fanout_via_patterns(c: &mut Criterion, payload: &simd_json::BorrowedValue<'_>
     group.finish();
 }
 
-/// Times publishes to `name` in batches of [`BATCH`], draining (untimed) in between, and checks
-/// every subscriber got every frame.
+/// The ten distinct patterns that match topic `a.<i>.b.c` and no other topic of
+/// [`many_patterns`]: ten thousand patterns over a thousand topics.
+fn patterns_of(i: usize) -> [String; 10] {
+    [
+        format!("a.{i}.b.*"),
+        format!("a.{i}.*.c"),
+        format!("*.{i}.b.c"),
+        format!("a.{i}.>"),
+        format!("a.{i}.b.>"),
+        format!("*.{i}.*.c"),
+        format!("*.{i}.b.*"),
+        format!("a.{i}.*.*"),
+        format!("*.{i}.>"),
+        format!("*.{i}.*.*"),
+    ]
+}
+
+/// 1,000 topics `a.<i>.b.c`, ten subscribers each, publishes going round the topics (ten
+/// deliveries each): `10k_patterns` has each of 10,000 subscribers on its own distinct pattern
+/// (issue 20: ≥ 0.8 × the throughput of `10k_exact`, the same fan-out by topic name). Each
+/// broker is built only when its benchmark runs, so running one of them alone measures it on a
+/// heap the other never touched.
+fn many_patterns(c: &mut Criterion, payload: &simd_json::BorrowedValue<'_>) {
+    const TOPICS: usize = 1_000;
+    const PER_TOPIC: usize = 10;
+    let mut group = c.benchmark_group("fanout_patterns");
+    group.throughput(Throughput::Elements(PER_TOPIC as u64));
+    let names: Vec<TopicName> = (0..TOPICS)
+        .map(|i| TopicName::parse(&format!("a.{i}.b.c")).expect("valid topic name"))
+        .collect();
+    let build = |via_patterns: bool| {
+        let broker = Broker::new(&Config::default());
+        for name in &names {
+            broker.create_topic(name).expect("create");
+        }
+        let subscribers = connections(&broker, TOPICS * PER_TOPIC);
+        for (i, per_topic) in subscribers.chunks(PER_TOPIC).enumerate() {
+            for (subscriber, pattern) in per_topic.iter().zip(patterns_of(i)) {
+                if via_patterns {
+                    let pattern = TopicPattern::parse(&pattern).expect("valid pattern");
+                    assert!(broker
+                        .subscribe_pattern(&pattern, subscriber)
+                        .expect("pattern subscribe"));
+                } else {
+                    broker
+                        .subscribe(&names[i], subscriber, &Replay::None, None)
+                        .expect("subscribe");
+                }
+            }
+        }
+        (broker, subscribers)
+    };
+    for via_patterns in [false, true] {
+        let id = if via_patterns {
+            "10k_patterns"
+        } else {
+            "10k_exact"
+        };
+        let mut built = None;
+        let mut rounds = Rounds::default();
+        group.bench_function(BenchmarkId::new(id, TOPICS), |b| {
+            let (broker, subscribers) = built.get_or_insert_with(|| build(via_patterns));
+            let of_topic = |i: usize| &subscribers[i * PER_TOPIC..(i + 1) * PER_TOPIC];
+            b.iter_custom(|iters| {
+                rounds.publish(iters, broker, &names, payload, of_topic, PER_TOPIC)
+            });
+        });
+    }
+    group.finish();
+}
+
+/// Times publishes to `name` (see [`Rounds::publish`]) with every subscriber receiving each.
 fn time_publishes(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     id: BenchmarkId,
@@ -137,29 +211,66 @@ fn time_publishes(
     payload: &simd_json::BorrowedValue<'_>,
     subscribers: &[Subscriber],
 ) {
-    let count = subscribers.len();
+    let mut rounds = Rounds::default();
+    let names = std::slice::from_ref(name);
+    let all = |_| subscribers;
     group.bench_function(id, |b| {
         b.iter_custom(|iters| {
-            let mut elapsed = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let batch = left.min(BATCH as u64);
-                let start = Instant::now();
-                for _ in 0..batch {
-                    black_box(
-                        broker
-                            .publish(name, Some("m-1"), Payload::Value(payload))
-                            .expect("publish"),
-                    );
-                }
-                elapsed += start.elapsed();
-                // Not a timing check: every outbox got every frame, none was rejected.
-                assert_eq!(drain(subscribers), count * batch as usize);
-                left -= batch;
-            }
-            elapsed
+            rounds.publish(iters, broker, names, payload, all, subscribers.len())
         });
     });
+}
+
+/// Publishing going round a list of topics.
+#[derive(Default)]
+struct Rounds {
+    /// Index of the next topic to publish to.
+    next: usize,
+    /// Topics published to in the current batch.
+    published: Vec<usize>,
+}
+
+impl Rounds {
+    /// Times `iters` publishes going round `names` in batches of [`BATCH`], draining (untimed)
+    /// the published topics' subscribers in between, and checks each publish reached
+    /// `deliveries` of them.
+    fn publish<'a>(
+        &mut self,
+        iters: u64,
+        broker: &Broker,
+        names: &[TopicName],
+        payload: &simd_json::BorrowedValue<'_>,
+        subscribers_of: impl Fn(usize) -> &'a [Subscriber],
+        deliveries: usize,
+    ) -> Duration {
+        let mut elapsed = Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let batch = left.min(BATCH as u64);
+            let start = Instant::now();
+            for _ in 0..batch {
+                black_box(
+                    broker
+                        .publish(&names[self.next], Some("m-1"), Payload::Value(payload))
+                        .expect("publish"),
+                );
+                self.published.push(self.next);
+                self.next = (self.next + 1) % names.len();
+            }
+            elapsed += start.elapsed();
+            // One topic's subscribers are drained once per batch, however often it was published.
+            self.published.dedup();
+            let frames: usize = self
+                .published
+                .drain(..)
+                .map(|i| drain(subscribers_of(i)))
+                .sum();
+            // Not a timing check: every outbox got every frame, none was rejected.
+            assert_eq!(frames, deliveries * batch as usize);
+            left -= batch;
+        }
+        elapsed
+    }
 }
 
 criterion_group! {

@@ -16,14 +16,16 @@
 # FANOUT_SUBS (1000), MANY_TOPICS (1000), MANY_CONNS (1000), MANY_PER_CONN (10),
 # MANY_PUBS (10), PAYLOAD (128), LATENCY_PCT (50: latency rate as % of herald's max fan-out
 # publish rate), REST_CONNS (16), HERALD (binary; default target/release/herald), OUT (results
-# directory; default a new directory under /tmp).
+# directory; default a new directory under /tmp), VIA_PATTERN (0; 1 adds `fanout-…-via-gt` for
+# herald and nats: the fan-out run with every subscriber on the pattern `<run>.>` instead of the
+# topic's name).
 # Before/after a change, in the same run and pins: HERALD_BASE=path/to/old/herald adds the target
 # `base` (that binary, run exactly like herald) and a herald/base ratio column, e.g.
 #   HERALD_BASE=/tmp/herald-before TARGETS="herald base nats" loadtest/compare.sh
 set -euo pipefail
 
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
     echo
     echo "Flags: --quick  shorter runs;  --no-build  use the existing release binaries;"
     echo "       --no-install  fail instead of apt-get installing missing peers."
@@ -203,6 +205,11 @@ for target in $TARGETS; do
     run fanout-1x${FANOUT_SUBS} "$target" "$port" fanout \
         --topics 1 --subscribers "$FANOUT_SUBS" --publishers 1 --payload "$PAYLOAD" \
         --duration "$DURATION"
+    if ((${VIA_PATTERN:-0})) && [[ "$target" == herald || "$target" == nats ]]; then
+        run fanout-1x${FANOUT_SUBS}-via-gt "$target" "$port" fanout --via-pattern \
+            --topics 1 --subscribers "$FANOUT_SUBS" --publishers 1 --payload "$PAYLOAD" \
+            --duration "$DURATION"
+    fi
     if [[ -z "$RATE" ]]; then
         # LATENCY_PCT % of the first target's (herald's) max fan-out publish rate, the same for
         # every target.

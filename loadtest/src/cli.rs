@@ -163,6 +163,11 @@ pub struct FanoutArgs {
     /// Treat drops and disconnects explained by the server's policy as failures too.
     #[arg(long)]
     pub strict: bool,
+    /// herald and NATS: every subscriber subscribes once to the wildcard pattern `<run>.>`,
+    /// which matches every topic of the run, instead of to each topic by name (needs
+    /// --topics-per-subscriber equal to --topics).
+    #[arg(long)]
+    pub via_pattern: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -11,6 +11,8 @@ pub struct TopicSet {
     prefix: String,
     /// How many topics there are.
     count: usize,
+    /// Subscribers subscribe once to `<prefix>>` (every topic of the run) instead of by name.
+    via_pattern: bool,
 }
 
 impl TopicSet {
@@ -26,7 +28,24 @@ impl TopicSet {
 
     /// Topics named `<prefix><index>`.
     pub fn with_prefix(prefix: String, count: usize) -> Self {
-        Self { prefix, count }
+        Self {
+            prefix,
+            count,
+            via_pattern: false,
+        }
+    }
+
+    /// The same topics, subscribed to through the wildcard pattern `<prefix>>` (herald, NATS).
+    pub fn via_pattern(self) -> Self {
+        Self {
+            via_pattern: true,
+            ..self
+        }
+    }
+
+    /// The pattern every subscriber subscribes to instead of names, when there is one.
+    pub fn pattern(&self) -> Option<String> {
+        self.via_pattern.then(|| format!("{}>", self.prefix))
     }
 
     pub fn len(&self) -> usize {

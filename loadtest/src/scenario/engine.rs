@@ -44,10 +44,13 @@ pub async fn connect(
         concurrency.max(1),
         endpoint,
         |i| {
-            let names: Vec<String> = layout
-                .subscriber_topics(i)
-                .map(|t| topics.name(t))
-                .collect();
+            let names: Vec<String> = match topics.pattern() {
+                Some(pattern) => vec![pattern],
+                None => layout
+                    .subscriber_topics(i)
+                    .map(|t| topics.name(t))
+                    .collect(),
+            };
             let endpoint = endpoint.clone();
             async move { Subscriber::connect(&endpoint, i, &names).await }
         },

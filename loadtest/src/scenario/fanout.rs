@@ -20,6 +20,7 @@ use crate::latency::LatencySink;
 use crate::payload::STAMP_LEN;
 use crate::progress::Progress;
 use crate::report::{self, Report};
+use crate::target::TargetKind;
 use crate::topic::{Layout, TopicSet};
 
 /// Which of the two scenarios this run is; they differ in defaults and emphasis only.
@@ -52,7 +53,10 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
         per_subscriber: args.topics_per_subscriber,
         publishers: args.publishers,
     };
-    let topics = TopicSet::new(args.topics);
+    let mut topics = TopicSet::new(args.topics);
+    if args.via_pattern {
+        topics = topics.via_pattern();
+    }
     let progress = Progress::new(args.output.quiet);
     let board = Board::new(&layout);
     engine::note_empty_topics(&board, &layout, &progress);
@@ -197,6 +201,14 @@ fn validate(args: &FanoutArgs, rate: f64) -> Result<()> {
     }
     if args.topics_per_subscriber == 0 || args.topics_per_subscriber > args.topics {
         bail!("--topics-per-subscriber must be between 1 and --topics");
+    }
+    if args.via_pattern {
+        if args.target.target == TargetKind::Redis {
+            bail!("--via-pattern: Redis patterns (PSUBSCRIBE) are not supported");
+        }
+        if args.topics_per_subscriber != args.topics {
+            bail!("--via-pattern needs --topics-per-subscriber equal to --topics (the pattern matches every topic)");
+        }
     }
     if args.payload < STAMP_LEN {
         bail!("--payload must be at least {STAMP_LEN} bytes (publisher id, counter, send time)");
