@@ -20,6 +20,7 @@ mod clock;
 mod compare;
 mod hello;
 mod http;
+mod kernel;
 mod latency;
 mod payload;
 mod plot;

@@ -1,6 +1,7 @@
 //! The `connections` scenario: open N connections, each subscribed to one topic, spread over
 //! several source addresses in 127.0.0.0/8 (one address has only ~28,000 ephemeral ports);
-//! report the connect rate and, with `--server-pid`, the server's memory per connection.
+//! report the connect rate and, with `--server-pid`, the server's memory per connection; the
+//! kernel's socket memory per connection beside it (machine-wide, both loopback ends).
 //!
 //! Once subscribed, a connection is held as a bare socket (client buffers freed), so the
 //! generator itself stays small at 100,000+ connections.
@@ -16,6 +17,7 @@ use super::rss_kib;
 use crate::cli::ConnectionsArgs;
 use crate::client::Subscriber;
 use crate::http::{self, HttpConn};
+use crate::kernel::KernelMemory;
 use crate::latency::LatencySink;
 use crate::progress::Progress;
 use crate::report::{self, Report};
@@ -44,6 +46,7 @@ pub async fn run(args: ConnectionsArgs) -> Result<Report> {
         ));
     }
     let rss_before = args.server_pid.map(rss_kib).transpose()?;
+    let kernel_before = KernelMemory::read();
 
     let latency = LatencySink::new();
     let start = Instant::now();
@@ -104,6 +107,7 @@ pub async fn run(args: ConnectionsArgs) -> Result<Report> {
     progress.set(format!("{connected} connected; settling"));
     sleep(SETTLE).await;
     let rss_after = args.server_pid.map(rss_kib).transpose()?;
+    let kernel_after = KernelMemory::read();
     let server_view = if endpoint.kind == TargetKind::Herald {
         health(&endpoint).await.ok()
     } else {
@@ -163,6 +167,9 @@ pub async fn run(args: ConnectionsArgs) -> Result<Report> {
     } else {
         report.row("server RSS", "not measured (pass --server-pid)");
     }
+    if let (Some(before), Some(after)) = (&kernel_before, &kernel_after) {
+        kernel_rows(&mut report, before, after, connected);
+    }
     if let Some((conns, subs)) = server_view {
         report.set("server_reported_connections", conns);
         report.row(
@@ -182,6 +189,43 @@ pub async fn run(args: ConnectionsArgs) -> Result<Report> {
         ),
     );
     Ok(report)
+}
+
+/// The kernel's socket memory per connection: slab objects and TCP buffers, both loopback ends.
+fn kernel_rows(report: &mut Report, before: &KernelMemory, after: &KernelMemory, conns: u64) {
+    let per_conn = |b: u64, a: u64| (a.saturating_sub(b) as f64) / 1024.0 / conns.max(1) as f64;
+    let buffers = per_conn(before.tcp_buffers, after.tcp_buffers);
+    report.set(
+        "kernel_tcp_buffer_kib_per_connection",
+        report::round1(buffers * 10.0) / 10.0,
+    );
+    if after.slab.is_empty() {
+        report.row(
+            "kernel (both ends)",
+            format!("TCP buffers {buffers:.2} KiB per connection; slabs not readable (not root)"),
+        );
+        return;
+    }
+    let slab = per_conn(before.slab_total(), after.slab_total());
+    report.set(
+        "kernel_slab_kib_per_connection",
+        report::round1(slab * 10.0) / 10.0,
+    );
+    let caches: Vec<String> = after
+        .slab
+        .iter()
+        .map(|(name, &bytes)| {
+            let b = before.slab.get(name).copied().unwrap_or(0);
+            format!("{name} {:.2}", per_conn(b, bytes))
+        })
+        .collect();
+    report.row(
+        "kernel (both ends)",
+        format!(
+            "{slab:.2} KiB of socket slabs ({}) + {buffers:.2} KiB of TCP buffers per connection",
+            caches.join(", ")
+        ),
+    );
 }
 
 /// herald's own count of connections and subscriptions (`GET /health`).
