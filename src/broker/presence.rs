@@ -270,3 +270,86 @@ impl Presence {
         claim
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SlowConsumerPolicy;
+    use crate::protocol::Dialect;
+
+    fn sub(id: u64) -> Subscriber {
+        Subscriber {
+            conn: ConnId(id),
+            outbox: Arc::new(Outbox::new(8, SlowConsumerPolicy::Disconnect)),
+            dialect: Dialect::Canonical,
+        }
+    }
+
+    fn as_(identity: &str, events: bool) -> Joining {
+        Joining {
+            identity: identity.into(),
+            events,
+        }
+    }
+
+    fn notices(p: &mut Presence) -> Vec<(String, bool)> {
+        let mut got: Vec<(String, bool)> = p
+            .take()
+            .notices
+            .into_iter()
+            .map(|(id, joined)| (id.to_string(), joined))
+            .collect();
+        got.sort();
+        got
+    }
+
+    #[test]
+    fn tabs_count_once_and_a_change_undone_before_the_flush_is_not_told() {
+        let mut p = Presence::new(false);
+        // No watcher: nothing to flush, nothing queued.
+        assert!(!p.join(&sub(1), &as_("u", false)));
+        // A watcher is not told of its own join: still nothing to flush.
+        assert!(!p.join(&sub(2), &as_("w", true)));
+        assert!(p.join(&sub(3), &as_("v", false)));
+        assert!(
+            !p.join(&sub(4), &as_("v", false)),
+            "queued already; second tab no news"
+        );
+        assert_eq!(notices(&mut p), vec![("v".into(), true)]);
+        assert!(!p.leave(ConnId(4)), "v still has a tab");
+        assert!(p.leave(ConnId(3)));
+        assert!(!p.join(&sub(5), &as_("v", false)), "queued already");
+        assert_eq!(
+            notices(&mut p),
+            vec![],
+            "left and came back inside one window"
+        );
+        let list = p.list(2);
+        assert_eq!(list.count, 3);
+        let ids: Vec<&str> = list.clients.iter().map(|(id, _)| &**id).collect();
+        assert_eq!(ids, ["u", "v"]);
+    }
+
+    #[test]
+    fn cluster_topics_report_local_changes_and_remote_counts_join_and_leave() {
+        let mut p = Presence::new(true);
+        assert!(p.join(&sub(1), &as_("w", true)));
+        assert_eq!(p.take().changed, vec![("w".into(), 1)]);
+        // Another node's user: present while counted anywhere.
+        let u: Arc<str> = "u".into();
+        assert!(p.set_remote(&u, 2));
+        assert!(
+            !p.join(&sub(2), &as_("u", false)),
+            "queued already, and u was here"
+        );
+        assert_eq!(notices(&mut p), vec![("u".into(), true)]);
+        assert!(!p.set_remote(&u, 0), "still here on this node");
+        assert_eq!(p.list(10).clients, vec![(u.clone(), 1), ("w".into(), 1)]);
+        assert!(p.clear());
+        let flush = p.take();
+        assert!(flush.notices.is_empty(), "no one left to tell");
+        let mut changed = flush.changed;
+        changed.sort();
+        assert_eq!(changed, vec![("u".into(), 0), ("w".into(), 0)]);
+    }
+}

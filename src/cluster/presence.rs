@@ -252,3 +252,120 @@ pub(crate) fn entries(deltas: Vec<PresenceDelta>) -> Entries {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::Identity;
+    use crate::config::Config;
+    use crate::protocol::TopicName;
+
+    fn broker_with(topics: &[&str]) -> Broker {
+        let broker = Broker::new(&Config::default());
+        for t in topics {
+            install(&broker, t);
+        }
+        broker
+    }
+
+    fn install(broker: &Broker, name: &str) {
+        let identity = Identity {
+            epoch: "e".into(),
+            created_at: "now".into(),
+            generation: 1,
+            rebuilt: false,
+            implicit: false,
+        };
+        broker.install(&TopicName::parse(name).unwrap(), identity);
+    }
+
+    fn report(node: &str, inc: &str, seq: u64, kind: Kind, counts: &[(&str, &str, u32)]) -> Report {
+        let mut topics: Entries = Vec::new();
+        for (topic, id, n) in counts {
+            match topics.iter_mut().find(|(t, _)| t == topic) {
+                Some((_, ids)) => ids.push((id.to_string(), *n)),
+                None => topics.push((topic.to_string(), vec![(id.to_string(), *n)])),
+            }
+        }
+        Report {
+            node: node.into(),
+            inc: inc.into(),
+            seq,
+            kind,
+            target: None,
+            topics,
+        }
+    }
+
+    fn listed(broker: &Broker, topic: &str) -> Vec<(String, u32)> {
+        let list = broker.presence(topic, 100).expect("topic exists");
+        list.clients
+            .into_iter()
+            .map(|(id, n)| (id.to_string(), n))
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, u32)]) -> Vec<(String, u32)> {
+        list.iter().map(|(id, n)| (id.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn nodes_counts_add_up_and_a_missed_report_asks_for_a_full_one_once() {
+        let broker = broker_with(&["t"]);
+        let mut remote = Remote::new("me", Duration::from_secs(10));
+        let full = report("a", "1", 1, Kind::Full, &[("t", "u", 2), ("t", "v", 1)]);
+        assert_eq!(remote.receive(full, &broker), (None, false));
+        let full = report("b", "1", 1, Kind::Full, &[("t", "u", 1)]);
+        assert_eq!(remote.receive(full, &broker), (None, false));
+        assert_eq!(listed(&broker, "t"), pairs(&[("u", 3), ("v", 1)]));
+        // Report 2 of `a` was lost: 3 applies (absolute counts) and asks for a full report.
+        let delta = report("a", "1", 3, Kind::Delta, &[("t", "v", 0)]);
+        assert_eq!(remote.receive(delta, &broker), (Some("a".into()), false));
+        assert_eq!(listed(&broker, "t"), pairs(&[("u", 3)]));
+        let beat = report("a", "1", 5, Kind::Beat, &[]);
+        assert_eq!(
+            remote.receive(beat, &broker),
+            (None, false),
+            "asked again too soon"
+        );
+        // Own reports echo back and are ignored; a request names who must answer.
+        let mine = report("me", "1", 9, Kind::Full, &[("t", "me", 1)]);
+        assert_eq!(remote.receive(mine, &broker), (None, false));
+        let mut want = report("b", "1", 1, Kind::Want, &[]);
+        want.target = Some("me".into());
+        assert_eq!(remote.receive(want, &broker), (None, true));
+        assert_eq!(listed(&broker, "t"), pairs(&[("u", 3)]));
+    }
+
+    #[test]
+    fn a_restarted_node_starts_over_and_bye_forgets_it_at_once() {
+        let broker = broker_with(&["t"]);
+        let mut remote = Remote::new("me", Duration::from_secs(10));
+        remote.receive(report("a", "1", 4, Kind::Full, &[("t", "u", 1)]), &broker);
+        assert_eq!(listed(&broker, "t"), pairs(&[("u", 1)]));
+        // Same id, new life: what the old one counted is gone, and a full report is asked for.
+        let beat = report("a", "2", 0, Kind::Beat, &[]);
+        assert_eq!(remote.receive(beat, &broker), (Some("a".into()), false));
+        assert_eq!(listed(&broker, "t"), pairs(&[]));
+        remote.receive(report("a", "2", 1, Kind::Full, &[("t", "w", 2)]), &broker);
+        assert_eq!(listed(&broker, "t"), pairs(&[("w", 2)]));
+        remote.receive(report("a", "2", 1, Kind::Bye, &[]), &broker);
+        assert_eq!(listed(&broker, "t"), pairs(&[]));
+    }
+
+    #[test]
+    fn a_silent_node_expires_and_a_topic_made_later_gets_its_counts() {
+        let broker = broker_with(&["t"]);
+        let mut remote = Remote::new("me", Duration::from_millis(50));
+        let full = report("a", "1", 1, Kind::Full, &[("t", "u", 1), ("later", "u", 1)]);
+        remote.receive(full, &broker);
+        assert!(broker.presence("later", 10).is_none());
+        install(&broker, "later");
+        remote.sweep(&broker);
+        assert_eq!(listed(&broker, "later"), pairs(&[("u", 1)]));
+        std::thread::sleep(Duration::from_millis(60));
+        remote.sweep(&broker);
+        assert_eq!(listed(&broker, "t"), pairs(&[]));
+        assert_eq!(listed(&broker, "later"), pairs(&[]));
+    }
+}
