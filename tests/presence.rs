@@ -319,3 +319,22 @@ async fn presence_needs_the_presence_capability_and_counts_the_tokens_sub() {
         ("leave".into(), "u1".into())
     );
 }
+
+#[tokio::test]
+async fn subscribing_again_with_presence_events_turns_notices_on() {
+    let server = TestServer::start().await;
+    let mut late = member(&server, "again", "late").await;
+    let ack = subscribe(&mut late, "again", json!({"presence_events": true})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let _x = member(&server, "again", "x").await;
+    assert_eq!(
+        notice(&mut late, "again").await,
+        ("join".into(), "x".into())
+    );
+    let rest = get_json(&server.url("/topics/again/presence")).await;
+    assert_eq!(
+        clients(&rest),
+        pairs(&[("late", 1), ("x", 1)]),
+        "no second count"
+    );
+}

@@ -115,13 +115,22 @@ impl Presence {
         }
         self.add_local(&joining.identity, true);
         if joining.events {
-            let watcher = Watcher {
-                outbox: subscriber.outbox.clone(),
-                identity: joining.identity.clone(),
-            };
-            self.watchers.insert(subscriber.conn, watcher);
+            self.watch(subscriber, joining);
         }
         self.claim()
+    }
+
+    /// `subscriber` (already counted) wants notices from now on.
+    pub(crate) fn watch(&mut self, subscriber: &Subscriber, joining: &Joining) {
+        let identity = self
+            .conns
+            .get(&subscriber.conn)
+            .unwrap_or(&joining.identity);
+        let watcher = Watcher {
+            outbox: subscriber.outbox.clone(),
+            identity: identity.clone(),
+        };
+        self.watchers.insert(subscriber.conn, watcher);
     }
 
     /// `conn`'s subscription by name ended. Returns whether the topic needs a flush queued.

@@ -39,7 +39,8 @@ impl PresenceHub {
             for (identity, joined) in &flush.notices {
                 let frame = info_presence(topic.name(), *joined, identity);
                 for (outbox, own) in &flush.watchers {
-                    if own == identity {
+                    // A quiet (seed) connection gets no info frames at all (PROTOCOL.md §2).
+                    if own == identity || outbox.is_quiet() {
                         continue;
                     }
                     // One slot stays free for replies: a notice never makes a slow consumer.

@@ -370,6 +370,9 @@ impl Topic {
             if let Some(joining) = joining {
                 claimed = self.presence.lock().join(subscriber, joining);
             }
+        } else if let Some(joining) = joining.filter(|j| j.events) {
+            // Subscribed already: asking again with `presence_events` turns notices on.
+            self.presence.lock().watch(subscriber, joining);
         }
         let latest = sequencer.seq;
         // A repeated subscribe replays nothing: the connection already has those events.
