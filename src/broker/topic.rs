@@ -101,8 +101,9 @@ pub struct Topic {
     life: Lifecycle,
     /// `HISTORY_TTL_SECS` in ms: older events are not replayed; 0 keeps them all.
     history_ttl_ms: u64,
-    /// Who is on the topic (`broker/presence.rs`); never taken by a publish.
-    presence: Mutex<Presence>,
+    /// Who is on the topic (`broker/presence.rs`); never taken by a publish. Made on first use:
+    /// a topic only published to carries one word for it.
+    presence: Mutex<Option<Box<Presence>>>,
 }
 
 /// A topic's event counts besides `dropped`. Only the sequencer's holder writes them, so a write
@@ -147,7 +148,7 @@ impl Topic {
             tally: Tally::default(),
             life: Lifecycle::new(false),
             history_ttl_ms: 0,
-            presence: Mutex::new(Presence::new(false)),
+            presence: Mutex::new(None),
         }
     }
 
@@ -182,7 +183,6 @@ impl Topic {
         topic.created_at = identity.created_at;
         topic.generation = identity.generation;
         topic.ring = History::Sparse(SparseRing::new(ring_size, identity.rebuilt));
-        topic.presence = Mutex::new(Presence::new(true));
         topic
     }
 
@@ -368,11 +368,11 @@ impl Topic {
         if let Some(next) = next {
             self.subscribers.store(Arc::new(next));
             if let Some(joining) = joining {
-                claimed = self.presence.lock().join(subscriber, joining);
+                claimed = self.with_presence(|p| p.join(subscriber, joining));
             }
         } else if let Some(joining) = joining.filter(|j| j.events) {
             // Subscribed already: asking again with `presence_events` turns notices on.
-            self.presence.lock().watch(subscriber, joining);
+            self.with_presence(|p| p.watch(subscriber, joining));
         }
         let latest = sequencer.seq;
         // A repeated subscribe replays nothing: the connection already has those events.
@@ -428,7 +428,7 @@ impl Topic {
         let mut sequencer = self.sequencer.lock();
         self.deleted.store(true, Ordering::Release);
         sequencer.members.clear();
-        let claimed = self.presence.lock().clear();
+        let claimed = self.presence.lock().as_mut().is_some_and(|p| p.clear());
         let gone = self.subscribers.swap(Arc::new(Subscribers::default()));
         // Pattern subscribers are told too; they stay subscribed to their patterns.
         if gone.all().next().is_none() {
