@@ -88,7 +88,7 @@ fn fanout(c: &mut Criterion) {
         let subscribers = connections(&broker, count);
         for subscriber in &subscribers {
             broker
-                .subscribe(&name, subscriber, &Replay::None, None)
+                .subscribe(&name, subscriber, &Replay::None, None, None)
                 .expect("subscribe");
         }
 

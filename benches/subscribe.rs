@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use herald::broker::{Broker, Outbox, Subscriber, Topic};
+use herald::broker::{Broker, Joining, Outbox, Subscriber, Topic};
 use herald::config::SlowConsumerPolicy;
 use herald::protocol::{Replay, TopicName, TopicPattern};
 use herald::Config;
@@ -57,21 +57,33 @@ fn churn(c: &mut Criterion) {
         let broker = Broker::new(&Config::default());
         let name = TopicName::parse("bench.subscribe").expect("valid topic name");
         let mut topic: Option<Arc<Topic>> = None;
+        // Every subscribe counts in presence, as a server's do (issue 21).
+        let joining = |s: &Subscriber| Joining {
+            identity: format!("conn-{}", s.conn.0).into(),
+            events: false,
+        };
         for _ in 0..existing {
             let s = subscriber(&broker);
             topic = Some(
                 broker
-                    .subscribe(&name, &s, &Replay::None, None)
+                    .subscribe(&name, &s, &Replay::None, None, Some(&joining(&s)))
                     .expect("subscribe"),
             );
         }
         let topic = topic.expect("at least one subscriber");
         let newcomer = subscriber(&broker);
+        let newcomer_joins = joining(&newcomer);
 
         group.bench_function(BenchmarkId::from_parameter(existing), |b| {
             b.iter(|| {
                 let t = broker
-                    .subscribe(&name, black_box(&newcomer), &Replay::None, None)
+                    .subscribe(
+                        &name,
+                        black_box(&newcomer),
+                        &Replay::None,
+                        None,
+                        Some(&newcomer_joins),
+                    )
                     .expect("subscribe");
                 black_box(t.unsubscribe(newcomer.conn))
             });

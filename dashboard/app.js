@@ -180,6 +180,47 @@ import { HeraldClient } from './herald-client.js';
   function chooseTopic(name) {
     $('tail-topic').value = name;
     $('publish-topic').value = name;
+    presenceTopic = name;
+    refreshPresence();
+  }
+
+  // ---- presence of the chosen topic ----------------------------------------------------------
+
+  let presenceTopic = null;
+
+  async function refreshPresence() {
+    const name = presenceTopic;
+    if (!name) return;
+    setText('presence-topic', name, 'muted');
+    let response;
+    let body = null;
+    try {
+      response = await fetch(apiUrl(`topics/${encodeURIComponent(name)}/presence`), {
+        headers: authHeaders(),
+        cache: 'no-store',
+      });
+      body = await response.json();
+    } catch (e) {
+      body = null;
+    }
+    if (name !== presenceTopic) return;
+    if (!response || !response.ok || !body || !Array.isArray(body.clients)) {
+      setText('presence-count', errorText(body, response ? response.status : 0), 'error');
+      $('presence').replaceChildren();
+      return;
+    }
+    const shown = body.clients.length;
+    const more = body.count > shown ? ` (first ${shown} shown)` : '';
+    setText('presence-count', `${body.count} client${body.count === 1 ? '' : 's'}${more}`, 'muted');
+    // textContent only: client ids come from clients.
+    $('presence').replaceChildren(
+      ...body.clients.map((c) => {
+        const item = el('li', 'client', String(c.client_id));
+        item.dataset.client = String(c.client_id);
+        item.append(el('span', 'num connections', ` ×${Number(c.connections) || 0}`));
+        return item;
+      }),
+    );
   }
 
   function renderTopics(topics, rates) {
@@ -255,6 +296,7 @@ import { HeraldClient } from './herald-client.js';
       } else {
         update(await response.json(), performance.now());
         setServerStatus('ok', 'live');
+        refreshPresence();
       }
     } catch (e) {
       setServerStatus('down', 'unreachable');

@@ -1,7 +1,8 @@
 // End-to-end test of /dashboard in headless Debian chromium, driven by playwright-core: starts
 // herald with API_KEY on a free loopback port, opens the page, enters the key, tails a topic,
-// publishes from the form, sees the event in the tail and the topic in the list, checks that a
-// payload carrying markup stays text, and saves a screenshot (SCREENSHOT_PATH, else a temp file).
+// publishes from the form, sees the event in the tail, the topic in the list and who is on it (the
+// presence card), checks that a payload carrying markup stays text, and saves a screenshot
+// (SCREENSHOT_PATH, else a temp file).
 //
 //   HERALD_BIN=../target/debug/herald node --test dashboard.test.mjs   (e2e/run.sh does this)
 import { test } from 'node:test';
@@ -87,6 +88,17 @@ test('dashboard: key, tail, publish, topic list, screenshot', { timeout: 90_000 
   const row = page.locator('#topics-body tr[data-topic="e2e-orders"]');
   await row.locator('td.subscribers', { hasText: /^1$/ }).waitFor();
   await row.locator('td.messages', { hasText: /^2$/ }).waitFor();
+
+  // Clicking the topic shows who is on it: the tail's connection and one that names itself.
+  await page.evaluate((key) => {
+    const ws = new WebSocket(`${location.origin.replace('http', 'ws')}/ws?id=e2e-user&api_key=${encodeURIComponent(key)}`);
+    ws.onopen = () => ws.send(JSON.stringify({ type: 'subscribe', topic: 'e2e-orders' }));
+    window.__named = ws;
+  }, KEY);
+  await row.click();
+  await page.locator('#presence-topic', { hasText: 'e2e-orders' }).waitFor();
+  await page.locator('#presence li.client[data-client="e2e-user"]', { hasText: '×1' }).waitFor();
+  await page.locator('#presence-count', { hasText: /^2 clients$/ }).waitFor();
 
   // A refused publish shows its code (a message id over 255 bytes).
   await page.fill('#publish-id', 'x'.repeat(300));

@@ -3,6 +3,7 @@
 //! `auth` says how clients authenticate, for the start-up line.
 
 mod auth;
+mod presence;
 mod validate;
 mod values;
 
@@ -15,6 +16,7 @@ use clap::{Args, ValueEnum};
 pub use auth::{
     AuthArgs, AuthSummary, Secret, TokenSettings, MAX_JWT_LEEWAY_SECS, MIN_JWT_SECRET_BYTES,
 };
+pub use presence::{PresenceArgs, PresenceSettings};
 use values::{check_nats_urls, check_origin, listen_addr, whole, UNBOUNDED};
 pub use values::{clap_error_line, ConfigError};
 
@@ -118,6 +120,8 @@ pub struct Config {
     pub stream_max_msgs_per_topic: u64,
     /// Cluster mode: the stream drops messages older than this; zero keeps them by count only.
     pub stream_max_age: Duration,
+    /// Who is on a topic, and join/leave notices (issue 21).
+    pub presence: PresenceSettings,
 }
 
 /// `DRAIN_DURATION_SECS` when unset in cluster mode: long enough to spread reconnects of many
@@ -175,6 +179,7 @@ impl Default for Config {
             history_ttl: Duration::ZERO,
             stream_max_msgs_per_topic: 10_000,
             stream_max_age: Duration::ZERO,
+            presence: PresenceSettings::default(),
         }
     }
 }
@@ -316,6 +321,8 @@ pub struct ServerArgs {
     pub stream_max_age_secs: u64,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub presence: PresenceArgs,
 }
 
 impl ServerArgs {
@@ -401,6 +408,7 @@ impl ServerArgs {
             history_ttl: Duration::from_secs(self.history_ttl_secs),
             stream_max_msgs_per_topic: self.stream_max_msgs_per_topic,
             stream_max_age: Duration::from_secs(self.stream_max_age_secs),
+            presence: self.presence.into_settings(),
         };
         for origin in &config.allowed_origins {
             check_origin(origin)?;

@@ -44,6 +44,8 @@ pub enum FrameIn {
     Ping,
     /// An `auth` frame (a token, or its refresh).
     Auth,
+    /// A `presence` query.
+    Presence,
     /// Not JSON, or not a frame herald understands.
     Invalid,
     /// A WebSocket Ping, Pong or Close control frame.
@@ -52,12 +54,13 @@ pub enum FrameIn {
 
 impl FrameIn {
     /// Every kind, in counter index order.
-    const ALL: [FrameIn; 7] = [
+    const ALL: [FrameIn; 8] = [
         Self::Subscribe,
         Self::Unsubscribe,
         Self::Publish,
         Self::Ping,
         Self::Auth,
+        Self::Presence,
         Self::Invalid,
         Self::Control,
     ];
@@ -70,6 +73,7 @@ impl FrameIn {
             Self::Publish => "publish",
             Self::Ping => "ping",
             Self::Auth => "auth",
+            Self::Presence => "presence",
             Self::Invalid => "invalid",
             Self::Control => "control",
         }
@@ -84,6 +88,7 @@ impl From<Kind> for FrameIn {
             Kind::Publish => Self::Publish,
             Kind::Ping => Self::Ping,
             Kind::Auth => Self::Auth,
+            Kind::Presence => Self::Presence,
         }
     }
 }
@@ -180,6 +185,9 @@ pub struct Readings {
     pub topics_expired: u64,
     /// Cluster mode: gap notices this node sent (events lost to the stream's retention).
     pub gaps: u64,
+    /// Presence `join` / `leave` notices queued to subscribers, and those dropped for want of
+    /// room in the subscriber's queue.
+    pub presence_notices: (u64, u64),
     /// Whether the cluster backplane is usable (always for the in-memory broker).
     pub backplane_up: bool,
     /// Whether the backplane's stream has a leader (always for the in-memory broker).
@@ -199,7 +207,7 @@ pub struct Metrics {
     /// REST and upgrade requests by route template, method and status.
     http_requests: Family<HttpLabels, Counter>,
     /// WebSocket frames received, indexed like [`FrameIn::ALL`].
-    frames_in: ShardedCounters<7>,
+    frames_in: ShardedCounters<8>,
     /// Items queued in an outbox when its writer starts a batch.
     outbox_depth: Histogram,
 }
@@ -294,6 +302,18 @@ impl Metrics {
             ConstCounter::new(readings.gaps),
         );
         registry.register(
+            "herald_presence_notices",
+            "Presence join/leave info frames, by result: sent (queued to a subscriber that asked \
+             for presence_events) or dropped (its queue had no room; notices never disconnect)",
+            labeled_counters(
+                "result",
+                &[
+                    ("sent", readings.presence_notices.0),
+                    ("dropped", readings.presence_notices.1),
+                ],
+            ),
+        );
+        registry.register(
             "herald_slow_consumer_disconnects",
             "Connections closed with SLOW_CONSUMER under SLOW_CONSUMER_POLICY=disconnect",
             ConstCounter::new(readings.slow_consumer_disconnects),
@@ -386,6 +406,7 @@ mod tests {
             slow_consumer_disconnects: 0,
             topics_expired: 7,
             gaps: 0,
+            presence_notices: (0, 0),
             tokens: None,
             backplane_up: true,
             stream_leader: false,

@@ -319,7 +319,8 @@ fn asyncapi_documents_every_client_frame_type_and_info_message() {
         );
     }
     // The info messages the server writes are the InfoFrame's `msg` enum.
-    let sent = written_values("src/protocol/server.rs", "msg");
+    let mut sent = written_values("src/protocol/server.rs", "msg");
+    sent.extend(written_values("src/protocol/presence.rs", "msg"));
     assert!(sent.len() >= 4, "parsed {sent:?}");
     let documented = flow_list(&yaml, "InfoFrame:", "enum");
     assert_eq!(
@@ -437,7 +438,7 @@ async fn every_route_that_checks_a_right_documents_its_403_and_401() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 10, "routes that check a right");
+    assert_eq!(checked, 11, "routes that check a right");
     // `/ws/sub/{topic}` subscribes before the upgrade, so a missing `sub` right is a 403 there.
     let resp = upgrade_request(server.url("/ws/sub/docs-topic"), SAMPLE_WS_KEY)
         .bearer_auth(&outsider)

@@ -91,6 +91,21 @@ fn each_bad_setting_is_one_line_naming_the_variable_the_value_and_what_is_allowe
         ),
         (
             &[],
+            vec![("PRESENCE_COALESCE_MS", "0")],
+            format!("PRESENCE_COALESCE_MS=0: {}", whole(1, 10_000)),
+        ),
+        (
+            &[],
+            vec![("PRESENCE_TTL_SECS", "soon")],
+            format!("PRESENCE_TTL_SECS=soon: {}", whole(1, 3_600)),
+        ),
+        (
+            &[],
+            vec![("MAX_PRESENCE_CLIENTS", "0")],
+            "MAX_PRESENCE_CLIENTS=0: expected a whole number, 1 or more".into(),
+        ),
+        (
+            &[],
             vec![("HEARTBEAT_INTERVAL_SECS", "0")],
             format!("HEARTBEAT_INTERVAL_SECS=0: {secs}"),
         ),

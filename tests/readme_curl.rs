@@ -187,14 +187,15 @@ async fn every_readme_example_works_in_the_order_printed() {
         "the event arrives in the first terminal: {event}"
     );
 
-    // 2. The WebSocket API's client frames, each answered by an ack or pong, not an error.
+    // 2. The WebSocket API's client frames, each answered by an ack, a pong or a presence
+    // answer, not an error.
     let frames = fenced(&section("## WebSocket API (`GET /ws`)"), "json");
     assert!(frames.len() >= 5, "README lost its frames: {frames:?}");
     let mut ws = WsClient::connect(&url).await;
     for frame in &frames {
         let reply = ws.request(serde_json::from_str(frame).unwrap()).await;
         assert!(
-            reply["type"] == "ack" || reply["type"] == "pong",
+            ["ack", "pong", "presence"].contains(&reply["type"].as_str().unwrap_or_default()),
             "{frame}: {reply}"
         );
     }

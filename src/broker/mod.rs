@@ -15,6 +15,9 @@ mod loom_tests;
 mod members;
 pub mod outbox;
 mod patterns;
+mod presence;
+mod presence_hub;
+mod presence_ops;
 mod rate_limit;
 mod registry;
 pub mod ring;
@@ -39,6 +42,8 @@ pub use event::StoredEvent;
 pub use lifecycle::Lease;
 pub use outbox::{Outbox, Outgoing, Pushed};
 use patterns::PatternIndex;
+pub use presence::{Joining, PresenceDelta};
+use presence_hub::PresenceHub;
 pub use ring::Ring;
 pub use subscriber::{ConnId, Subscriber};
 use sweep::Sweeper;
@@ -93,6 +98,8 @@ pub struct Broker {
     pattern_count: AtomicUsize,
     /// `MAX_PATTERN_SUBSCRIPTIONS`.
     max_patterns: usize,
+    /// Topics with presence notices or changes to flush, and notice counts (issue 21).
+    presence: PresenceHub,
 }
 
 impl Broker {
@@ -116,6 +123,7 @@ impl Broker {
             patterns: Mutex::new(PatternIndex::default()),
             pattern_count: AtomicUsize::new(0),
             max_patterns: config.max_pattern_subscriptions,
+            presence: PresenceHub::default(),
         }
     }
 
@@ -302,7 +310,8 @@ impl Broker {
         };
         self.topic_count.fetch_sub(1, Ordering::AcqRel);
         // After `close` no publish can change the topic's counts any more.
-        topic.close();
+        let claimed = topic.close();
+        self.presence.queue(&topic, claimed);
         *retired += topic.event_counts();
         Ok(())
     }
@@ -335,17 +344,20 @@ impl Broker {
     }
 
     /// Subscribes `subscriber` to `name` (creating it if allowed) and queues the ack (when
-    /// `ack` is given) followed by any replay, in one outbox slot.
+    /// `ack` is given) followed by any replay, in one outbox slot. With `joining`, the
+    /// subscription counts in the topic's presence.
     pub fn subscribe(
         &self,
         name: &TopicName,
         subscriber: &Subscriber,
         replay: &Replay,
         ack: Option<&dyn Fn(&SubscribeAck) -> Frame>,
+        joining: Option<&Joining>,
     ) -> Result<Arc<Topic>, ApiError> {
         for _ in 0..RETRIES {
             let topic = self.resolve(name)?;
-            if topic.subscribe(subscriber, replay, ack) {
+            if let Some(claimed) = topic.subscribe_as(subscriber, replay, ack, joining) {
+                self.presence.queue(&topic, claimed);
                 return Ok(topic);
             }
         }

@@ -34,6 +34,9 @@ pub enum Outgoing {
     Info(Box<Frame>),
     /// Several text frames, sent in order.
     Batch(Box<Vec<Frame>>),
+    /// A droppable `info` frame (presence `join` / `leave`): evicted under `drop_oldest` like an
+    /// event, and, like `Info`, not sent to a quiet connection.
+    Notice(Box<Frame>),
 }
 
 impl Outgoing {
@@ -57,7 +60,9 @@ impl Outgoing {
         match self {
             Self::Event(event) => std::slice::from_ref(&event.frame),
             Self::SeedC(event) => std::slice::from_ref(event.seed_c()),
-            Self::Frame(frame) | Self::Info(frame) => std::slice::from_ref(frame),
+            Self::Frame(frame) | Self::Info(frame) | Self::Notice(frame) => {
+                std::slice::from_ref(frame)
+            }
             Self::Batch(frames) => frames,
         }
     }
@@ -128,7 +133,7 @@ impl Outbox {
             },
             SlowConsumerPolicy::DropOldest => match self.queue.force_push(item) {
                 None => Pushed::Queued,
-                Some(Outgoing::Event(_) | Outgoing::SeedC(_)) => {
+                Some(Outgoing::Event(_) | Outgoing::SeedC(_) | Outgoing::Notice(_)) => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                     Pushed::DroppedOldest
                 }

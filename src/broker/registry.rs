@@ -42,7 +42,8 @@ impl Broker {
                 patterns::apply(&patterns, &topic);
                 let mut retired = self.retired.lock();
                 let old = e.insert(topic.clone());
-                old.close();
+                let claimed = old.close();
+                self.presence.queue(&old, claimed);
                 *retired += old.event_counts();
                 watch(&topic);
                 topic
@@ -70,7 +71,8 @@ impl Broker {
         };
         self.topic_count.fetch_sub(1, Ordering::AcqRel);
         let mut retired = self.retired.lock();
-        topic.close();
+        let claimed = topic.close();
+        self.presence.queue(&topic, claimed);
         *retired += topic.event_counts();
         true
     }

@@ -53,7 +53,9 @@ fn a_sweep_running_flat_out_never_removes_a_topic_in_use() {
                         outbox: Arc::new(Outbox::new(16, SlowConsumerPolicy::DropOldest)),
                         dialect: Default::default(),
                     };
-                    let topic = broker.subscribe(&name, &sub, &Replay::None, None).unwrap();
+                    let topic = broker
+                        .subscribe(&name, &sub, &Replay::None, None, None)
+                        .unwrap();
                     let live = broker.get(name.as_str()).expect("subscribed topic is live");
                     assert!(Arc::ptr_eq(&topic, &live), "subscribed to an expired topic");
                     broker.publish(&name, None, Payload::Text("x")).unwrap();

@@ -24,6 +24,7 @@ use super::history::{History, SparseRing};
 use super::lifecycle::{self, Lifecycle};
 use super::members::Members;
 use super::outbox::Outgoing;
+use super::presence::{Joining, Presence};
 use super::rate_limit::RateLimiter;
 use super::ring::Ring;
 use super::subscriber::{ConnId, FanOut, Subscriber, Subscribers};
@@ -35,6 +36,7 @@ use crate::sync::{ArcSwap, AtomicBool, AtomicU64, Mutex};
 
 mod cluster;
 mod lease;
+mod presence;
 mod wildcard;
 
 pub use lease::InFlight;
@@ -99,6 +101,9 @@ pub struct Topic {
     life: Lifecycle,
     /// `HISTORY_TTL_SECS` in ms: older events are not replayed; 0 keeps them all.
     history_ttl_ms: u64,
+    /// Who is on the topic (`broker/presence.rs`); never taken by a publish. Made on first use:
+    /// a topic only published to carries one word for it.
+    presence: Mutex<Option<Box<Presence>>>,
 }
 
 /// A topic's event counts besides `dropped`. Only the sequencer's holder writes them, so a write
@@ -143,6 +148,7 @@ impl Topic {
             tally: Tally::default(),
             life: Lifecycle::new(false),
             history_ttl_ms: 0,
+            presence: Mutex::new(None),
         }
     }
 
@@ -331,22 +337,42 @@ impl Topic {
 
     /// Adds `subscriber` (idempotent) and queues the ack built by `ack` followed by the replay.
     /// Returns false when the topic was deleted meanwhile.
+    #[cfg(test)]
     pub(crate) fn subscribe(
         &self,
         subscriber: &Subscriber,
         replay: &Replay,
         ack: Option<&dyn Fn(&SubscribeAck) -> Frame>,
     ) -> bool {
+        self.subscribe_as(subscriber, replay, ack, None).is_some()
+    }
+
+    /// [`Topic::subscribe`], counting the subscription in presence as `joining` (when given).
+    /// `None` when the topic was deleted meanwhile, else whether it needs a presence flush.
+    pub(crate) fn subscribe_as(
+        &self,
+        subscriber: &Subscriber,
+        replay: &Replay,
+        ack: Option<&dyn Fn(&SubscribeAck) -> Frame>,
+        joining: Option<&Joining>,
+    ) -> Option<bool> {
         let mut sequencer = self.sequencer.lock();
         if self.is_deleted() {
-            return false;
+            return None;
         }
         self.life.touch();
         let current = self.subscribers.load();
         let next = sequencer.members.join(&current, subscriber);
         let already = next.is_none();
+        let mut claimed = false;
         if let Some(next) = next {
             self.subscribers.store(Arc::new(next));
+            if let Some(joining) = joining {
+                claimed = self.with_presence(|p| p.join(subscriber, joining));
+            }
+        } else if let Some(joining) = joining.filter(|j| j.events) {
+            // Subscribed already: asking again with `presence_events` turns notices on.
+            self.with_presence(|p| p.watch(subscriber, joining));
         }
         let latest = sequencer.seq;
         // A repeated subscribe replays nothing: the connection already has those events.
@@ -388,36 +414,31 @@ impl Topic {
             subscriber.outbox.push(item);
         }
         drop(sequencer);
-        true
+        Some(claimed)
     }
 
     /// Removes the connection's subscription; returns whether it had one.
     pub fn unsubscribe(&self, conn: ConnId) -> bool {
-        let mut sequencer = self.sequencer.lock();
-        let current = self.subscribers.load();
-        let Some(next) = sequencer.members.leave(&current, conn) else {
-            return false;
-        };
-        self.subscribers.store(Arc::new(next));
-        // The idle time of a topic whose last subscriber left starts now.
-        self.life.touch();
-        true
+        self.unsubscribe_counted(conn).0
     }
 
-    /// Marks the topic deleted, empties its subscriber list and tells each subscriber.
-    pub(crate) fn close(&self) {
+    /// Marks the topic deleted, empties its subscriber list and tells each subscriber. Returns
+    /// whether the topic needs a presence flush (cluster mode: its local counts went to zero).
+    pub(crate) fn close(&self) -> bool {
         let mut sequencer = self.sequencer.lock();
         self.deleted.store(true, Ordering::Release);
         sequencer.members.clear();
+        let claimed = self.presence.lock().as_mut().is_some_and(|p| p.clear());
         let gone = self.subscribers.swap(Arc::new(Subscribers::default()));
         // Pattern subscribers are told too; they stay subscribed to their patterns.
         if gone.all().next().is_none() {
-            return;
+            return claimed;
         }
         let info = frames::info_topic_deleted(&self.name);
         for recipient in gone.all() {
             recipient.outbox.push(Outgoing::info(info.clone()));
         }
+        claimed
     }
 }
 

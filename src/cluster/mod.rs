@@ -9,12 +9,15 @@
 //!   assigns the same `seq` and keeps the same ring, and a restarted node rebuilds from the stream;
 //! - topics live in a JetStream KV bucket (`herald-topics`) that every node watches;
 //! - each node reports its local counts on core NATS, and every node sums the same reports;
+//! - each node reports its presence changes on core NATS, and every node adds the other nodes'
+//!   counts to its topics' presence (`presence.rs`);
 //! - on a NATS cluster the stream and bucket keep `NATS_REPLICAS` copies, and the node says when
 //!   the stream has no leader (`/readyz`, `/metrics`) and keeps serving once one is elected.
 //!
 //! See `nats.rs` for the engine side and `report.rs` for the cluster-wide counts.
 
 mod nats;
+mod presence;
 mod report;
 
 use std::sync::Arc;

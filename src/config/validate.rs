@@ -1,6 +1,7 @@
 //! The checks every `Config` passes before the server starts, whether it came from flags and
 //! variables or was built in code (tests, embedders).
 
+use super::presence::{MAX_PRESENCE_COALESCE_MS, MAX_PRESENCE_TTL_SECS};
 use super::values::{allowed, UNBOUNDED};
 use super::{Config, ConfigError, MAX_MESSAGE, MAX_QUEUE, MAX_REPLICAS, MAX_SECS};
 
@@ -66,6 +67,24 @@ impl Config {
                 self.max_control_frames_per_sec.into(),
                 1,
                 u32_max,
+            ),
+            (
+                "PRESENCE_COALESCE_MS",
+                u64::try_from(self.presence.coalesce.as_millis()).unwrap_or(u64::MAX),
+                1,
+                MAX_PRESENCE_COALESCE_MS,
+            ),
+            (
+                "PRESENCE_TTL_SECS",
+                self.presence.ttl.as_secs(),
+                1,
+                MAX_PRESENCE_TTL_SECS,
+            ),
+            (
+                "MAX_PRESENCE_CLIENTS",
+                self.presence.max_clients as u64,
+                1,
+                UNBOUNDED,
             ),
         ];
         for (name, value, min, max) in counts {

@@ -29,8 +29,9 @@ pub enum Credentials<'a> {
 /// A verified token's identity, kept for refreshes and expiry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenHolder {
-    /// The token's `sub`; a refresh must keep it.
-    pub sub: Box<str>,
+    /// The token's `sub`; a refresh must keep it. Shared: it is the holder's presence identity
+    /// in every topic it subscribes to.
+    pub sub: Arc<str>,
     /// The token's `exp`, Unix seconds.
     pub expires_at: u64,
 }

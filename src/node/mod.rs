@@ -18,20 +18,34 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Capability;
 use crate::broker::{
-    sweep_interval, Broker, ConnId, EventCounts, Outgoing, StoredEvent, Subscriber, Topic,
+    sweep_interval, Broker, ConnId, EventCounts, Joining, Outgoing, StoredEvent, Subscriber, Topic,
     TopicStats,
 };
 use crate::cluster::{Backplane, NodeCounts, PendingAck};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::histogram::HistogramSnapshot;
-use crate::protocol::{Frame, Payload, Published, Replay, SubscribeAck, TopicName, TopicPattern};
+use crate::protocol::{
+    Frame, Payload, PresenceList, Published, Replay, SubscribeAck, TopicName, TopicPattern,
+};
 
 pub use caller::{secs_until, Caller, Credentials, Gate, TokenHolder};
 pub use stats::{NodeStats, TopicView};
 
 /// Builds a subscribe ack from the facts the engine decided, inside the topic's sequencer.
 pub type AckFn<'a> = &'a (dyn Fn(&SubscribeAck) -> Frame + Sync);
+
+/// What a transport knows of who is subscribing, for presence (issue 21); the door decides the
+/// identity from it and the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Presence<'a> {
+    /// The subscribe frame's `client_id`, if it has one.
+    pub client_id: Option<&'a str>,
+    /// The connection's name: its `?id=` / `?client_id=`, else its server-assigned id.
+    pub connection: &'a Arc<str>,
+    /// `presence_events`: tell the subscriber of joins and leaves.
+    pub events: bool,
+}
 
 /// This process as a member of the broker: the engine plus the way it reaches the other nodes.
 #[derive(Debug)]
@@ -48,6 +62,10 @@ pub struct Node {
     sessions: AtomicUsize,
     /// Connections this node closed because their outbox overflowed (`disconnect` policy).
     slow_consumer_disconnects: AtomicU64,
+    /// `MAX_PRESENCE_CLIENTS`.
+    max_presence_clients: usize,
+    /// `PRESENCE_COALESCE_MS`: how often presence notices are flushed.
+    presence_coalesce: std::time::Duration,
 }
 
 impl Node {
@@ -64,6 +82,8 @@ impl Node {
             auto_create: config.auto_create_topics,
             sessions: AtomicUsize::new(0),
             slow_consumer_disconnects: AtomicU64::new(0),
+            max_presence_clients: config.presence.max_clients,
+            presence_coalesce: config.presence.coalesce,
         })
     }
 
@@ -89,6 +109,24 @@ impl Node {
                             if expired > 0 {
                                 tracing::debug!(expired, "idle topics expired");
                             }
+                        }
+                    }
+                }
+            });
+        }
+        // In cluster mode the backplane flushes, to report local changes in the same step.
+        if !self.backplane.is_cluster() {
+            let broker = self.broker.clone();
+            let stop = shutdown.clone();
+            let every = self.presence_coalesce;
+            tracker.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        _ = tick.tick() => {
+                            broker.flush_presence();
                         }
                     }
                 }
@@ -157,7 +195,9 @@ impl Node {
     }
 
     /// Subscribes `subscriber` to `topic` and queues `ack`'s frame (when given) followed by the
-    /// replay `replay` asks for, in one outbox slot.
+    /// replay `replay` asks for, in one outbox slot. The subscription counts in the topic's
+    /// presence as the token's `sub`, else the frame's `client_id`, else the connection's name;
+    /// `presence_events` needs the `presence` capability, checked here once.
     pub async fn subscribe(
         &self,
         caller: &Caller,
@@ -165,8 +205,21 @@ impl Node {
         subscriber: &Subscriber,
         replay: &Replay,
         ack: Option<AckFn<'_>>,
+        presence: Presence<'_>,
     ) -> Result<Arc<Topic>, ApiError> {
         caller.check(Capability::Subscribe, topic)?;
+        if presence.events {
+            caller.check(Capability::Presence, topic)?;
+        }
+        let identity = match (caller.token(), presence.client_id) {
+            (Some(token), _) => token.sub.clone(),
+            (None, Some(id)) => id.into(),
+            (None, None) => presence.connection.clone(),
+        };
+        let joining = Joining {
+            identity,
+            events: presence.events,
+        };
         // Held until the subscriber is in the topic's list (cluster mode: see `Backplane::ensure`).
         let _in_flight = self.backplane.ensure(topic).await?;
         if let Replay::Since { seq, epoch } = replay {
@@ -175,12 +228,27 @@ impl Node {
                 .await;
         }
         let ack = ack.map(|f| f as &dyn Fn(&SubscribeAck) -> Frame);
-        self.broker.subscribe(topic, subscriber, replay, ack)
+        self.broker
+            .subscribe(topic, subscriber, replay, ack, Some(&joining))
     }
 
-    /// Ends `conn`'s subscription to `topic`.
-    pub fn unsubscribe(&self, topic: &Topic, conn: ConnId) {
-        topic.unsubscribe(conn);
+    /// Ends `conn`'s subscription to `topic` (a leave, when it was its identity's last).
+    pub fn unsubscribe(&self, topic: &Arc<Topic>, conn: ConnId) {
+        self.broker.unsubscribe(topic, conn);
+    }
+
+    /// Who is on `topic` (cluster-wide in cluster mode): up to `MAX_PRESENCE_CLIENTS` identities
+    /// and how many there are; needs the `presence` capability.
+    pub fn presence(&self, caller: &Caller, topic: &TopicName) -> Result<PresenceList, ApiError> {
+        caller.check(Capability::Presence, topic)?;
+        self.broker
+            .presence(topic.as_str(), self.max_presence_clients)
+            .ok_or_else(|| not_found(topic))
+    }
+
+    /// Presence notices queued to subscribers since start, and those dropped for want of room.
+    pub fn presence_notices(&self) -> (u64, u64) {
+        self.broker.presence_notices()
     }
 
     /// Subscribes `subscriber` to every topic `pattern` matches, now and later, live only, then

@@ -7,6 +7,10 @@ use simd_json::BorrowedValue;
 use super::{Dialect, Replay, TopicName, TopicPattern};
 use crate::error::ApiError;
 
+/// Longest `client_id`, in bytes (as long as a token's `sub` may be): it is a presence identity,
+/// listed in answers and sent to every node of a cluster.
+pub const MAX_CLIENT_ID_BYTES: usize = 256;
+
 /// Largest integer a JSON number can carry exactly in every client (2^53 - 1).
 const MAX_SAFE_INT: u64 = (1 << 53) - 1;
 
@@ -23,6 +27,8 @@ pub enum Kind {
     Ping,
     /// A token for this connection, or a refresh of it (PROTOCOL.md §4).
     Auth,
+    /// Who is on a topic (PROTOCOL.md §1 "Presence").
+    Presence,
 }
 
 /// A client's `request_id`, kept as the JSON literal it arrived as (a string, or a number from
@@ -54,7 +60,9 @@ pub struct ClientFrame<'v> {
     pub payload: Option<&'v BorrowedValue<'v>>,
     /// Subscribe: what to replay first.
     pub replay: Replay,
-    /// Optional client name, for logs.
+    /// Subscribe: `presence_events`, tell the subscriber of joins and leaves.
+    pub presence_events: bool,
+    /// Optional client name: a subscription's presence identity when there is no token.
     pub client_id: Option<&'v str>,
     /// Auth: the token.
     pub token: Option<&'v str>,
@@ -183,10 +191,12 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
         Some(Some("publish")) => Kind::Publish,
         Some(Some("ping")) => Kind::Ping,
         Some(Some("auth")) => Kind::Auth,
+        Some(Some("presence")) => Kind::Presence,
         Some(Some(other)) => {
             let shown: String = other.chars().take(64).collect();
             return Err(fail(format!(
-                "unknown type `{shown}` (expected subscribe, unsubscribe, publish, ping or auth)"
+                "unknown type `{shown}` (expected subscribe, unsubscribe, publish, ping, auth \
+                 or presence)"
             )));
         }
     };
@@ -199,7 +209,13 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
                 .ok_or_else(|| fail(format!("`{key}` must be a string"))),
         }
     };
-    let client_id = string("client_id")?;
+    // An empty one names no one: the connection's name stands in.
+    let client_id = string("client_id")?.filter(|id| !id.is_empty());
+    if client_id.is_some_and(|id| id.len() > MAX_CLIENT_ID_BYTES) {
+        return Err(fail(format!(
+            "`client_id` longer than {MAX_CLIENT_ID_BYTES} bytes"
+        )));
+    }
     let (topic, pattern) = if matches!(kind, Kind::Ping | Kind::Auth) {
         (None, None)
     } else {
@@ -208,6 +224,11 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
             (Kind::Publish, true) => {
                 return Err(fail(
                     "cannot publish to a topic pattern (`*` or `>`): name one topic".into(),
+                ))
+            }
+            (Kind::Presence, true) => {
+                return Err(fail(
+                    "presence is per topic, not per pattern (`*` or `>`): name one topic".into(),
                 ))
             }
             (_, true) => (
@@ -228,6 +249,7 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
         message_id: None,
         payload: None,
         replay: Replay::None,
+        presence_events: false,
         client_id,
         token: None,
         dialect,
@@ -273,12 +295,25 @@ pub fn decode<'v>(value: &'v BorrowedValue<'_>) -> Result<ClientFrame<'v>, Frame
                         .into(),
                 ));
             }
+            frame.presence_events = match object.get("presence_events") {
+                None | Some(BorrowedValue::Static(StaticNode::Null)) => false,
+                Some(v) => v
+                    .as_bool()
+                    .ok_or_else(|| fail("`presence_events` must be true or false".into()))?,
+            };
+            // Presence counts subscriptions by name: a pattern is on no topic in particular.
+            if frame.pattern.is_some() && frame.presence_events {
+                return Err(fail(
+                    "`presence_events` needs one topic: a pattern subscription has no presence"
+                        .into(),
+                ));
+            }
         }
         Kind::Auth => {
             frame.token =
                 Some(string("token")?.ok_or_else(|| fail("missing field `token`".into()))?);
         }
-        Kind::Unsubscribe | Kind::Ping => {}
+        Kind::Unsubscribe | Kind::Ping | Kind::Presence => {}
     }
     frame.request_id = request_id;
     Ok(frame)

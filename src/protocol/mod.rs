@@ -8,6 +8,7 @@ pub mod json_error;
 mod message;
 mod name;
 mod pattern;
+pub mod presence;
 pub mod server;
 
 pub use client::{
@@ -17,3 +18,4 @@ pub use frame::Frame;
 pub use message::{Dialect, Payload, Published, Replay, SubscribeAck};
 pub use name::TopicName;
 pub use pattern::TopicPattern;
+pub use presence::PresenceList;

@@ -108,6 +108,10 @@ async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> H
             Some(r) => Ok(r),
             None => rest::history(&state, &caller, &percent_decode(name), req.uri().query()),
         },
+        ["topics", name, "presence"] => match allow(&req, &get) {
+            Some(r) => Ok(r),
+            None => rest::presence(&state, &caller, &percent_decode(name)),
+        },
         ["publish"] => match allow(&req, &post) {
             Some(r) => Ok(r),
             None => rest::publish(&state, &caller, req).await,
@@ -148,6 +152,7 @@ pub(crate) fn route_template(path: &str) -> &'static str {
         (Some("topics"), None, ..) => "/topics",
         (Some("topics"), Some(_), None, _) => "/topics/{name}",
         (Some("topics"), Some(_), Some("history"), None) => "/topics/{name}/history",
+        (Some("topics"), Some(_), Some("presence"), None) => "/topics/{name}/presence",
         (Some("publish"), None, ..) => "/publish",
         (Some("pub"), Some(_), None, _) => "/pub/{topic}",
         (Some("health"), None, ..) => "/health",

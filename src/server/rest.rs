@@ -89,6 +89,14 @@ pub(super) async fn delete_topic(state: &State, caller: &Caller, name: &str) -> 
     ))
 }
 
+/// `GET /topics/{name}/presence`: who is on the topic (cluster-wide in cluster mode).
+pub(super) fn presence(state: &State, caller: &Caller, name: &str) -> RouteResult {
+    let name = TopicName::parse(name)?;
+    let list = state.node.presence(caller, &name)?;
+    let body = crate::protocol::presence::presence_body(&name, &list);
+    Ok(json(StatusCode::OK, body))
+}
+
 /// `GET /topics/{name}/history?last_n=N`: stored events oldest first (all of them without N).
 pub(super) fn history(
     state: &State,
@@ -245,6 +253,7 @@ pub(super) fn metrics(state: &State, caller: &Caller) -> RouteResult {
         slow_consumer_disconnects: state.node.local_counts().slow_consumer_disconnects,
         topics_expired: state.node.topics_expired(),
         gaps: state.node.gaps(),
+        presence_notices: state.node.presence_notices(),
         backplane_up: state.node.is_ready(),
         stream_leader: state.node.has_stream_leader(),
         publish_latency: state.node.publish_latency(),

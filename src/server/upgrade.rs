@@ -20,6 +20,7 @@ use super::{session, State};
 use crate::broker::ConnId;
 use crate::error::{ApiError, ErrorCode};
 use crate::node::Caller;
+use crate::protocol::client::MAX_CLIENT_ID_BYTES;
 use crate::protocol::TopicName;
 
 fn header_has_token<B>(req: &Request<B>, name: header::HeaderName, token: &str) -> bool {
@@ -129,11 +130,10 @@ pub(super) async fn upgrade(
         state.node.check_subscribable(&caller, name).await?;
     }
     // A token's `sub` is who the client is; else the name it gave itself (seed a's `?id=`).
-    let client_id = caller
-        .token()
-        .map(|t| t.sub.to_string())
-        .or_else(|| query_param(req.uri().query(), "id"))
-        .or_else(|| query_param(req.uri().query(), "client_id"));
+    let named = query_param(req.uri().query(), "id")
+        .or_else(|| query_param(req.uri().query(), "client_id"))
+        .filter(|id| !id.is_empty() && id.len() <= MAX_CLIENT_ID_BYTES);
+    let client_id = caller.token().map(|t| t.sub.to_string()).or(named.clone());
     // The connection's span (see `serve_connection`) follows the session into its own task.
     let span = Span::current();
     span.record(
@@ -152,7 +152,7 @@ pub(super) async fn upgrade(
         .get::<ConnId>()
         .copied()
         .unwrap_or_else(|| state.node.next_conn_id());
-    let mut session = session::Session::new(state.clone(), conn, caller);
+    let mut session = session::Session::new(state.clone(), conn, caller, named);
     if let Some(topic) = topic {
         session.subscribe_on_open(topic).await;
     }

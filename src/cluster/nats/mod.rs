@@ -6,6 +6,7 @@
 //! - `topics.rs`: looks up, creates and deletes topics in the registry for a client;
 //! - `publish.rs`: stores a client's event in the stream;
 //! - `reports.rs`: sends this node's counts and collects every node's;
+//! - `presence.rs`: sends this node's presence changes and applies every other node's;
 //! - `expiry.rs`: removes topics idle on every node (`TOPIC_IDLE_TTL_SECS`);
 //! - `replicas.rs`: the stream's and bucket's replica count (`NATS_REPLICAS`);
 //! - `leader.rs`: whether the stream has a leader, and whether NATS refused the replica count.
@@ -19,6 +20,8 @@
 //!   revision is the topic's *generation*: a later life of a name always has a higher one, which
 //!   is how a node tells a stale message or entry from a new one whatever order they arrive in.
 //! - Core subject `herald.stats.<node>`: the node reports of `../report.rs`.
+//! - Core subject `herald.presence.<node>`: the presence reports of `../presence.rs` (deltas,
+//!   beats, full reports, requests for one, and `bye`).
 //! - Core subjects `herald.expiry.ask.<node>` (request/reply) and `herald.expiry.outcome`: the
 //!   idle-topic votes of `expiry.rs`. A registry value also says whether the topic was made by
 //!   subscribe or publish (`"implicit": true`, and header `Herald-Implicit` on its messages).
@@ -32,6 +35,7 @@
 mod consumer;
 mod expiry;
 mod leader;
+mod presence;
 mod publish;
 mod registry;
 mod replicas;
@@ -146,6 +150,8 @@ pub struct NatsBackplane {
     gaps: AtomicU64,
     /// `NATS_REPLICAS` and the stream's leader.
     replication: replication::Replication,
+    /// `PRESENCE_COALESCE_MS` and `PRESENCE_TTL_SECS`.
+    presence: crate::config::PresenceSettings,
 }
 
 impl NatsBackplane {
@@ -219,6 +225,7 @@ impl NatsBackplane {
             expired: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             replication: replication::Replication::new(config.nats_replicas),
+            presence: config.presence.clone(),
         }))
     }
 
@@ -300,6 +307,8 @@ impl NatsBackplane {
             tasks.push(("expiry", Box::pin(self.clone().expire_idle())));
             tasks.push(("expiry votes", Box::pin(self.clone().answer_expiry())));
         }
+        // Ends by itself on shutdown, after telling the other nodes this one's clients left.
+        tracker.spawn(self.clone().exchange_presence(shutdown.clone()));
         for (name, task) in tasks {
             let shutdown = shutdown.clone();
             tracker.spawn(async move {

@@ -5,11 +5,12 @@
 //! [`Node`]: crate::node::Node
 
 use super::pipeline::Reply;
-use super::Session;
+use super::{Session, Subscribe};
 use crate::broker::Subscriber;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::FrameIn;
-use crate::protocol::{self, server as frames, ClientFrame, Frame, Kind, Payload, Replay};
+use crate::node::Presence;
+use crate::protocol::{self, server as frames, ClientFrame, Frame, Kind, Payload};
 use crate::protocol::{Dialect, RequestId, SubscribeAck, TopicName};
 
 impl Session {
@@ -81,9 +82,19 @@ impl Session {
             Kind::Ping => self.push(frames::pong(rid)),
             Kind::Auth => self.reply_error(rid, ApiError::bad_request("missing field `token`")),
             Kind::Subscribe => {
-                self.subscribe(topic, rid, frame.replay, ack, frame.dialect)
-                    .await
+                let asks = Subscribe {
+                    replay: frame.replay,
+                    ack,
+                    dialect: frame.dialect,
+                    client_id: frame.client_id,
+                    presence_events: frame.presence_events,
+                };
+                self.subscribe(topic, rid, asks).await
             }
+            Kind::Presence => match self.state.node.presence(&self.auth.caller, &topic) {
+                Ok(list) => self.push(protocol::presence::presence_frame(rid, &topic, &list)),
+                Err(e) => self.reply_error(rid, e),
+            },
             Kind::Unsubscribe => {
                 if let Some(t) = self.subscriptions.remove(&topic) {
                     self.state.node.unsubscribe(&t, self.subscriber.conn);
@@ -153,17 +164,22 @@ impl Session {
         self.pipeline.get_or_insert_with(Box::default).push(reply);
     }
 
-    /// Subscribes this connection to `topic`, its events in `dialect`'s shape; with `ack`, the
-    /// ack is queued before any replay, else only a failure is (seed a's subscribe on open and
-    /// seed c's `action` frames have none: PROTOCOL.md §2).
+    /// Subscribes this connection to `topic`, its events in `asks.dialect`'s shape; with
+    /// `asks.ack`, the ack is queued before any replay, else only a failure is (seed a's
+    /// subscribe on open and seed c's `action` frames have none: PROTOCOL.md §2).
     pub(super) async fn subscribe(
         &mut self,
         topic: TopicName,
         rid: Option<&RequestId>,
-        replay: Replay,
-        ack: bool,
-        dialect: Dialect,
+        asks: Subscribe<'_>,
     ) {
+        let Subscribe {
+            replay,
+            ack,
+            dialect,
+            client_id,
+            presence_events,
+        } = asks;
         if !self.subscriptions.contains_key(&topic) {
             if let Err(e) = self.room_for_one_more() {
                 return self.reply_error(rid, e);
@@ -176,8 +192,20 @@ impl Session {
             dialect,
             ..self.subscriber.clone()
         };
+        let presence = Presence {
+            client_id,
+            connection: &self.auth.name,
+            events: presence_events,
+        };
         match node
-            .subscribe(&self.auth.caller, &topic, &subscriber, &replay, ack_fn)
+            .subscribe(
+                &self.auth.caller,
+                &topic,
+                &subscriber,
+                &replay,
+                ack_fn,
+                presence,
+            )
             .await
         {
             Ok(t) => {

@@ -231,6 +231,21 @@ pub(super) struct Session {
     pipeline: Option<Box<pipeline::Pipeline>>,
 }
 
+/// What a subscribe asks for besides its topic.
+#[derive(Debug)]
+pub(super) struct Subscribe<'a> {
+    /// What to replay first.
+    replay: Replay,
+    /// Whether success is acked (seed a's subscribe on open and seed c's `action` frames are not).
+    ack: bool,
+    /// The shape of its events.
+    dialect: Dialect,
+    /// The frame's `client_id`: its presence identity when there is no token.
+    client_id: Option<&'a str>,
+    /// Tell the subscriber of joins and leaves.
+    presence_events: bool,
+}
+
 /// The patterns a connection subscribed to (boxed in the session: most connections have none).
 #[derive(Debug, Default)]
 struct Patterns(HashSet<TopicPattern>);
@@ -241,6 +256,9 @@ struct AuthState {
     caller: Caller,
     /// When the credentials next need attention (auth timeout, `token_expiring`, expiry).
     due: Option<(Instant, Due)>,
+    /// The connection's presence identity without a token or a frame's `client_id`: its `?id=` /
+    /// `?client_id=`, else `conn-<id>`; one allocation shared by all its subscriptions.
+    name: Arc<str>,
 }
 
 impl Drop for Session {
@@ -251,8 +269,17 @@ impl Drop for Session {
 }
 
 impl Session {
-    /// A new connection's state with an empty outbox.
-    pub(super) fn new(state: Arc<State>, conn: ConnId, caller: Caller) -> Self {
+    /// A new connection's state with an empty outbox; `name` is the one its URL gave it.
+    pub(super) fn new(
+        state: Arc<State>,
+        conn: ConnId,
+        caller: Caller,
+        name: Option<String>,
+    ) -> Self {
+        let name: Arc<str> = match name {
+            Some(name) => name.into(),
+            None => format!("conn-{}", conn.0).into(),
+        };
         let outbox = Arc::new(Outbox::new(
             state.config.subscriber_queue_size,
             state.config.slow_consumer_policy,
@@ -267,7 +294,11 @@ impl Session {
             subscriptions: HashMap::new(),
             patterns: None,
             drain: state.drain_batches[group].clone(),
-            auth: Box::new(AuthState { caller, due: None }),
+            auth: Box::new(AuthState {
+                caller,
+                due: None,
+                name,
+            }),
             pipeline: None,
             state,
         };
@@ -280,8 +311,14 @@ impl Session {
     /// every frame as a message, so the socket gets no JSON `info` frames either.
     pub(super) async fn subscribe_on_open(&mut self, topic: TopicName) {
         self.subscriber.outbox.set_quiet();
-        self.subscribe(topic, None, Replay::None, false, Dialect::Canonical)
-            .await;
+        let seed = Subscribe {
+            replay: Replay::None,
+            ack: false,
+            dialect: Dialect::Canonical,
+            client_id: None,
+            presence_events: false,
+        };
+        self.subscribe(topic, None, seed).await;
     }
 
     fn unsubscribe_all(&mut self) {

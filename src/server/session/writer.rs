@@ -185,7 +185,7 @@ where
         let quiet = self.outbox.is_quiet();
         for _ in 0..max {
             let Some(item) = self.outbox.pop() else { break };
-            if quiet && matches!(item, Outgoing::Info(_)) {
+            if quiet && matches!(item, Outgoing::Info(_) | Outgoing::Notice(_)) {
                 continue;
             }
             self.wire.item(item);
