@@ -176,7 +176,7 @@ fn many_patterns(c: &mut Criterion, payload: &simd_json::BorrowedValue<'_>) {
                         .expect("pattern subscribe"));
                 } else {
                     broker
-                        .subscribe(&names[i], subscriber, &Replay::None, None)
+                        .subscribe(&names[i], subscriber, &Replay::None, None, None)
                         .expect("subscribe");
                 }
             }
