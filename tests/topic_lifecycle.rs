@@ -79,7 +79,9 @@ async fn twenty_thousand_idle_topics_expire_and_the_ones_in_use_stay() {
     let mut publisher = server.ws().await;
     let names: Vec<String> = (0..20_000).map(|i| format!("user.{i}.inbox")).collect();
     publish_each(&mut publisher, &names).await;
-    assert_eq!(topic_count(&server).await, 20_002);
+    // No count here: on a loaded machine the first topics are idle for the TTL, and expire,
+    // before the last one is made. That every one of them was made shows below, where all
+    // 20,000 have expired.
 
     // "busy" is published to more often than the TTL for the whole test.
     let started = Instant::now();
