@@ -37,7 +37,7 @@ pub use counts::{EventCounts, TopicStats};
 pub(crate) use event::EventBuilder;
 pub use event::StoredEvent;
 pub use lifecycle::Lease;
-pub use outbox::{Outbox, Outgoing, Pushed};
+pub use outbox::{Outbox, Outgoing, Pushed, Replayed};
 use patterns::PatternIndex;
 pub use ring::Ring;
 pub use subscriber::{ConnId, Subscriber};
