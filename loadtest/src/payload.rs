@@ -29,6 +29,100 @@ pub fn encode(out: &mut Vec<u8>, stamp: &Stamp, size: usize) {
     out.resize(out.len() + size.saturating_sub(STAMP_LEN), PAD);
 }
 
+/// Words of the `--text-payload` filler: the vocabulary of a typical JSON event feed (orders,
+/// users, places, statuses), no quote or backslash so the payload stays a plain JSON string.
+const WORDS: [&str; 64] = [
+    "order",
+    "filled",
+    "cancelled",
+    "pending",
+    "user",
+    "account",
+    "price",
+    "quantity",
+    "symbol",
+    "market",
+    "limit",
+    "status",
+    "created",
+    "updated",
+    "shipped",
+    "delivered",
+    "warehouse",
+    "Lisbon",
+    "Nairobi",
+    "Osaka",
+    "Toronto",
+    "Berlin",
+    "Santiago",
+    "customer",
+    "premium",
+    "standard",
+    "express",
+    "invoice",
+    "payment",
+    "card",
+    "refund",
+    "approved",
+    "declined",
+    "session",
+    "login",
+    "logout",
+    "device",
+    "mobile",
+    "desktop",
+    "browser",
+    "region",
+    "eu-west",
+    "us-east",
+    "ap-south",
+    "latency",
+    "ms",
+    "request",
+    "response",
+    "error",
+    "warning",
+    "info",
+    "temperature",
+    "humidity",
+    "wind",
+    "sensor",
+    "reading",
+    "battery",
+    "firmware",
+    "version",
+    "the",
+    "and",
+    "for",
+    "with",
+    "after",
+];
+
+/// Like [`encode`], but the filler after the stamp is text of [`WORDS`] and numbers, different
+/// for every message (seeded by the stamp), as realistic JSON text compresses: a fair input for
+/// permessage-deflate, where a run of one byte would flatter it and random bytes defeat it.
+pub fn encode_text(out: &mut Vec<u8>, stamp: &Stamp, size: usize) {
+    let end = out.len() + size.max(STAMP_LEN);
+    hex(out, u64::from(stamp.publisher), 8);
+    hex(out, stamp.counter, 16);
+    hex(out, stamp.sent_ns, 16);
+    let mut seed = stamp.counter.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(stamp.publisher);
+    while out.len() < end {
+        // xorshift64*: cheap and deterministic; only the look of the text matters.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let r = seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        out.push(if (r >> 60) == 0 { b',' } else { b' ' });
+        if r & 7 == 0 {
+            out.extend_from_slice(((r >> 8) % 100_000).to_string().as_bytes());
+        } else {
+            out.extend_from_slice(WORDS[((r >> 8) % 64) as usize].as_bytes());
+        }
+    }
+    out.truncate(end);
+}
+
 /// Reads the stamp at the start of a payload; `None` when it is not one of ours.
 pub fn decode(payload: &[u8]) -> Option<Stamp> {
     if payload.len() < STAMP_LEN {
@@ -77,6 +171,22 @@ mod tests {
         out.clear();
         encode(&mut out, &stamp, 10);
         assert_eq!(out.len(), STAMP_LEN);
+    }
+
+    #[test]
+    fn text_payloads_are_text_of_the_size_and_differ() {
+        let stamp = |counter| Stamp {
+            publisher: 1,
+            counter,
+            sent_ns: 5,
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        encode_text(&mut a, &stamp(1), 4096);
+        encode_text(&mut b, &stamp(2), 4096);
+        assert_eq!((a.len(), b.len()), (4096, 4096));
+        assert_eq!(decode(&a), Some(stamp(1)));
+        assert_ne!(a[STAMP_LEN..], b[STAMP_LEN..]);
+        assert!(a.iter().all(|c| c.is_ascii_graphic() || *c == b' ') && !a.contains(&b'"'));
     }
 
     #[test]
