@@ -10,7 +10,7 @@ use crate::clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::deflate;
 use crate::protocol::server as frames;
-use crate::protocol::{Dialect, Frame, Payload, TopicName};
+use crate::protocol::{Frame, Payload, TopicName};
 
 /// How every event frame starts; the topic name follows.
 const EVENT_HEAD: &str = r#"{"type":"event","topic":""#;
@@ -87,14 +87,6 @@ impl StoredEvent {
                 .into_boxed_slice()
         });
         (!bytes.is_empty()).then_some(&**bytes)
-    }
-
-    /// The frame a subscription of `dialect` receives for this event.
-    pub fn frame_for(&self, dialect: Dialect) -> &Frame {
-        match dialect {
-            Dialect::SeedC => self.seed_c(),
-            Dialect::Canonical => &self.frame,
-        }
     }
 
     /// An event whose frame is only its `seq`, for the ring's tests.
