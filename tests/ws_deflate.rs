@@ -387,7 +387,7 @@ async fn python_websockets_receives_events_and_replays_compressed() {
     assert!(
         std::path::Path::new(&python).exists(),
         "{python} missing: run `source loadtest/lib.sh && pinned_venv tests/python/.venv \
-         tests/python/requirements.txt` (as .ci/run does)"
+         tests/python/requirements.txt` (test.sh does)"
     );
     let server = TestServer::start().await;
     let out = tokio::time::timeout(
