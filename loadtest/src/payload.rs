@@ -98,27 +98,40 @@ const WORDS: [&str; 64] = [
     "after",
 ];
 
-/// Like [`encode`], but the filler after the stamp is text of [`WORDS`] and numbers, different
-/// for every message (seeded by the stamp), as realistic JSON text compresses: a fair input for
-/// permessage-deflate, where a run of one byte would flatter it and random bytes defeat it.
+/// Like [`encode`], but the filler after the stamp is a feed of records shaped like JSON objects
+/// (`{'id':…,'user':…,'city':…,'status':…,'amount':…,'note':…}`, single quotes so the payload
+/// stays one plain JSON string) with values drawn from [`WORDS`] and numbers, different for every
+/// message (seeded by the stamp): a fair input for permessage-deflate, where a run of one byte
+/// would flatter it and random bytes defeat it.
 pub fn encode_text(out: &mut Vec<u8>, stamp: &Stamp, size: usize) {
     let end = out.len() + size.max(STAMP_LEN);
     hex(out, u64::from(stamp.publisher), 8);
     hex(out, stamp.counter, 16);
     hex(out, stamp.sent_ns, 16);
     let mut seed = stamp.counter.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(stamp.publisher);
-    while out.len() < end {
+    let mut next = move || {
         // xorshift64*: cheap and deterministic; only the look of the text matters.
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let r = seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        out.push(if (r >> 60) == 0 { b',' } else { b' ' });
-        if r & 7 == 0 {
-            out.extend_from_slice(((r >> 8) % 100_000).to_string().as_bytes());
-        } else {
-            out.extend_from_slice(WORDS[((r >> 8) % 64) as usize].as_bytes());
-        }
+        seed.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 8
+    };
+    let word = |r: u64| WORDS[(r % WORDS.len() as u64) as usize];
+    while out.len() < end {
+        let record = format!(
+            "{{'id':{},'user':'{}','city':'{}','status':'{}','amount':{}.{:02},'note':'{} {} {} {}'}},",
+            next() % 1_000_000,
+            word(next()),
+            word(next()),
+            word(next()),
+            next() % 10_000,
+            next() % 100,
+            word(next()),
+            word(next()),
+            word(next()),
+            word(next()),
+        );
+        out.extend_from_slice(record.as_bytes());
     }
     out.truncate(end);
 }
@@ -186,7 +199,11 @@ mod tests {
         assert_eq!((a.len(), b.len()), (4096, 4096));
         assert_eq!(decode(&a), Some(stamp(1)));
         assert_ne!(a[STAMP_LEN..], b[STAMP_LEN..]);
-        assert!(a.iter().all(|c| c.is_ascii_graphic() || *c == b' ') && !a.contains(&b'"'));
+        assert!(a.iter().all(|c| c.is_ascii_graphic() || *c == b' '));
+        assert!(
+            !a.contains(&b'"') && !a.contains(&b'\\'),
+            "a plain JSON string"
+        );
     }
 
     #[test]
