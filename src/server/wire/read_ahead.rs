@@ -215,6 +215,22 @@ impl<R: Unpin> AsyncWrite for ReadAhead<R> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_idle_compressing_connection_holds_little() {
+        // What negotiating permessage-deflate adds to an idle connection: the boxed inflating
+        // state (no decompressor, no buffers while no compressed message is being read).
+        assert!(
+            std::mem::size_of::<Inflating>() <= 128,
+            "{}",
+            std::mem::size_of::<Inflating>()
+        );
+        let mut reader = ReadAhead::new(tokio::io::empty(), Vec::new(), 4096, Arc::default());
+        reader.inflate(1 << 20);
+        let inflating = reader.inflating.as_deref().expect("inflating");
+        assert!(!inflating.inflater.is_inflating());
+        assert_eq!(inflating.out.capacity(), 0);
+    }
+
     #[tokio::test]
     async fn reads_ahead_and_hands_out_small_chunks_in_order() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
