@@ -20,4 +20,9 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# tests/ws_deflate.rs drives the Python `websockets` client, hash-pinned like CI's other Python
+# tools (already there after the first run: pip checks the pins and installs nothing).
+source loadtest/lib.sh
+pinned_venv tests/python/.venv tests/python/requirements.txt
+
 exec cargo test --workspace "$@"

@@ -60,7 +60,7 @@ fn drain(subscribers: &[Subscriber]) -> usize {
     let mut frames = 0;
     for subscriber in subscribers {
         while let Some(item) = subscriber.outbox.pop() {
-            frames += item.frames().len();
+            frames += item.frames().count();
         }
     }
     frames

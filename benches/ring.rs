@@ -49,6 +49,7 @@ fn event(seq: u64, frame: &Frame) -> Arc<StoredEvent> {
         payload: 0..0,
         ts: 0..0,
         seed_c: Default::default(),
+        deflated: Default::default(),
         at_ms: 0,
     })
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the dashboard's end-to-end test (dashboard.test.mjs) and the JavaScript client's browser
-# test (client.test.mjs) in headless Debian chromium with playwright-core pinned in
+# Runs the dashboard's end-to-end test (dashboard.test.mjs), the JavaScript client's browser
+# test (client.test.mjs) and permessage-deflate in a browser (deflate.test.mjs) in headless Debian chromium with playwright-core pinned in
 # package-lock.json. Installs chromium (apt, as root) and the npm package when missing. About 20
 # seconds once installed.
 #
@@ -37,7 +37,7 @@ BIN=$(herald_bin "$ROOT")
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 echo "$BIN ($(date -r "$BIN" '+%F %T'))"
 
-echo "== e2e: dashboard.test.mjs, client.test.mjs (clients/js/index.js in a page), seeds.test.mjs (each seed's snippet)"
+echo "== e2e: dashboard.test.mjs, client.test.mjs (clients/js/index.js in a page), seeds.test.mjs (each seed's snippet), deflate.test.mjs (permessage-deflate)"
 cd "$HERE"
-HERALD_BIN=$BIN timeout --kill-after=10 150 node --test --test-concurrency=1 --test-reporter=spec \
-  dashboard.test.mjs client.test.mjs seeds.test.mjs
+HERALD_BIN=$BIN timeout --kill-after=10 210 node --test --test-concurrency=1 --test-reporter=spec \
+  dashboard.test.mjs client.test.mjs seeds.test.mjs deflate.test.mjs

@@ -41,6 +41,16 @@ pub enum SlowConsumerPolicy {
     DropOldest,
 }
 
+/// `COMPRESSION`: whether permessage-deflate (RFC 7692) is offered back to clients that ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum Compression {
+    /// Accept a client's permessage-deflate offer (the default).
+    On,
+    /// Decline every offer: all frames go out plain.
+    Off,
+}
+
 /// The PEM files of native TLS (`TLS_CERT`, `TLS_KEY`): both or neither.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -96,6 +106,10 @@ pub struct Config {
     pub ws_read_buffer_size: usize,
     /// WebSocket write buffer, bytes.
     pub ws_write_buffer_size: usize,
+    /// Whether permessage-deflate is negotiated with clients that offer it.
+    pub compression: Compression,
+    /// Event frames shorter than this go out uncompressed even on a compressing connection.
+    pub compress_min_bytes: usize,
     /// Serve HTTPS and `wss://` with these files instead of plain HTTP.
     pub tls: Option<TlsFiles>,
     /// NATS server(s) of the cluster backplane (comma-separated URLs); unset runs a single node.
@@ -169,6 +183,8 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             ws_read_buffer_size: 4 * 1024,
             ws_write_buffer_size: 16 * 1024,
+            compression: Compression::On,
+            compress_min_bytes: 256,
             tls: None,
             nats_url: None,
             node_id: default_node_id(),
@@ -281,6 +297,13 @@ pub struct ServerArgs {
     #[arg(long, env = "WS_WRITE_BUFFER_SIZE", default_value_t = 16 * 1024,
         value_parser = whole::<usize, 0, UNBOUNDED>)]
     pub ws_write_buffer_size: usize,
+    /// permessage-deflate for clients that offer it: `on` or `off`.
+    #[arg(long, env = "COMPRESSION", value_enum, default_value = "on")]
+    pub compression: Compression,
+    /// Event frames of fewer bytes go out uncompressed (deflate costs more than it saves).
+    #[arg(long, env = "COMPRESS_MIN_BYTES", default_value_t = 256,
+        value_parser = whole::<usize, 0, MAX_MESSAGE>)]
+    pub compress_min_bytes: usize,
     /// PEM certificate chain: serve HTTPS and wss:// on the same port (needs --tls-key).
     #[arg(long, env = "TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -389,6 +412,8 @@ impl ServerArgs {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             ws_read_buffer_size: self.ws_read_buffer_size,
             ws_write_buffer_size: self.ws_write_buffer_size,
+            compression: self.compression,
+            compress_min_bytes: self.compress_min_bytes,
             tls,
             drain_duration: Duration::from_secs(self.drain_duration_secs.unwrap_or(
                 if nats_url.is_some() {

@@ -167,6 +167,16 @@ fn each_bad_setting_is_one_line_naming_the_variable_the_value_and_what_is_allowe
         ),
         (
             &[],
+            vec![("COMPRESSION", "maybe")],
+            "COMPRESSION=maybe: expected one of on, off".into(),
+        ),
+        (
+            &[],
+            vec![("COMPRESS_MIN_BYTES", "-1")],
+            format!("COMPRESS_MIN_BYTES=-1: expected a whole number from 0 to {}", 64 << 20),
+        ),
+        (
+            &[],
             vec![("LOG_FORMAT", "xml")],
             "LOG_FORMAT=xml: expected one of text, json".into(),
         ),

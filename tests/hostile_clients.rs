@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::rest::get_json;
+use common::ws::{client_frame, client_frame_header};
 use common::{http, TestServer, WsClient, RECV_TIMEOUT};
 use futures_util::{SinkExt, StreamExt};
 use herald::config::{Config, SlowConsumerPolicy};
@@ -226,36 +227,11 @@ async fn baseline_connections(server: &TestServer) -> u64 {
 /// The RFC 6455 example key and its accept value.
 const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-const MASK: [u8; 4] = [0x3a, 0x91, 0x5c, 0xe7];
 
 const OP_CONTINUATION: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
 const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
-
-/// One client frame, masked as RFC 6455 §5.3 requires.
-fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut frame = client_frame_header(fin, opcode, payload.len() as u64);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    frame
-}
-
-/// A client frame header (mask key included) announcing `len` payload bytes.
-fn client_frame_header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
-    let mut header = Vec::with_capacity(14);
-    header.push(if fin { 0x80 } else { 0 } | opcode);
-    if len < 126 {
-        header.push(0x80 | len as u8);
-    } else if len <= 0xffff {
-        header.push(0x80 | 126);
-        header.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        header.push(0x80 | 127);
-        header.extend_from_slice(&len.to_be_bytes());
-    }
-    header.extend_from_slice(&MASK);
-    header
-}
 
 /// A frame from the server (never masked).
 struct ServerFrame {

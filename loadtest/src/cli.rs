@@ -63,19 +63,38 @@ pub struct TargetArgs {
     /// 20,000 connections).
     #[arg(long, default_value_t = 0)]
     pub source_addrs: u8,
+    /// herald (or a herald-protocol peer): subscribers read frames themselves and count the
+    /// bytes on the wire; `on` also offers permessage-deflate and inflates what arrives
+    /// compressed. Unset: the usual tungstenite subscriber, no byte count.
+    #[arg(long, value_enum)]
+    pub deflate: Option<Switch>,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 impl TargetArgs {
     /// The endpoint these flags name, with source addresses for `connections` client sockets.
     pub fn endpoint(&self, connections: usize) -> anyhow::Result<Endpoint> {
-        Endpoint::resolve(
+        let mut endpoint = Endpoint::resolve(
             self.target,
             self.url.as_deref(),
             &self.host,
             self.port,
             self.source_addrs,
             connections,
-        )
+        )?;
+        if let Some(switch) = self.deflate {
+            if self.target != TargetKind::Herald {
+                anyhow::bail!("--deflate needs --target herald");
+            }
+            endpoint.deflate = Some(switch == Switch::On);
+        }
+        Ok(endpoint)
     }
 }
 
@@ -125,6 +144,10 @@ pub struct FanoutArgs {
     /// Payload bytes per message (at least 40: publisher id, counter, send time).
     #[arg(long, default_value_t = 128)]
     pub payload: usize,
+    /// Fill payloads with varied text (words and numbers, as JSON feeds carry) instead of one
+    /// repeated byte: what compression should be measured with.
+    #[arg(long)]
+    pub text_payload: bool,
     /// How long publishers publish.
     #[arg(long, short, value_parser = parse_duration, default_value = "10s")]
     pub duration: Duration,

@@ -29,6 +29,113 @@ pub fn encode(out: &mut Vec<u8>, stamp: &Stamp, size: usize) {
     out.resize(out.len() + size.saturating_sub(STAMP_LEN), PAD);
 }
 
+/// Words of the `--text-payload` filler: the vocabulary of a typical JSON event feed (orders,
+/// users, places, statuses), no quote or backslash so the payload stays a plain JSON string.
+const WORDS: [&str; 64] = [
+    "order",
+    "filled",
+    "cancelled",
+    "pending",
+    "user",
+    "account",
+    "price",
+    "quantity",
+    "symbol",
+    "market",
+    "limit",
+    "status",
+    "created",
+    "updated",
+    "shipped",
+    "delivered",
+    "warehouse",
+    "Lisbon",
+    "Nairobi",
+    "Osaka",
+    "Toronto",
+    "Berlin",
+    "Santiago",
+    "customer",
+    "premium",
+    "standard",
+    "express",
+    "invoice",
+    "payment",
+    "card",
+    "refund",
+    "approved",
+    "declined",
+    "session",
+    "login",
+    "logout",
+    "device",
+    "mobile",
+    "desktop",
+    "browser",
+    "region",
+    "eu-west",
+    "us-east",
+    "ap-south",
+    "latency",
+    "ms",
+    "request",
+    "response",
+    "error",
+    "warning",
+    "info",
+    "temperature",
+    "humidity",
+    "wind",
+    "sensor",
+    "reading",
+    "battery",
+    "firmware",
+    "version",
+    "the",
+    "and",
+    "for",
+    "with",
+    "after",
+];
+
+/// Like [`encode`], but the filler after the stamp is a feed of records shaped like JSON objects
+/// (`{'id':…,'user':…,'city':…,'status':…,'amount':…,'note':…}`, single quotes so the payload
+/// stays one plain JSON string) with values drawn from [`WORDS`] and numbers, different for every
+/// message (seeded by the stamp): a fair input for permessage-deflate, where a run of one byte
+/// would flatter it and random bytes defeat it.
+pub fn encode_text(out: &mut Vec<u8>, stamp: &Stamp, size: usize) {
+    let end = out.len() + size.max(STAMP_LEN);
+    hex(out, u64::from(stamp.publisher), 8);
+    hex(out, stamp.counter, 16);
+    hex(out, stamp.sent_ns, 16);
+    let mut seed = stamp.counter.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(stamp.publisher);
+    let mut next = move || {
+        // xorshift64*: cheap and deterministic; only the look of the text matters.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 8
+    };
+    let word = |r: u64| WORDS[(r % WORDS.len() as u64) as usize];
+    while out.len() < end {
+        let record = format!(
+            "{{'id':{},'user':'{}','city':'{}','status':'{}','amount':{}.{:02},'note':'{} {} {} {}'}},",
+            next() % 1_000_000,
+            word(next()),
+            word(next()),
+            word(next()),
+            next() % 10_000,
+            next() % 100,
+            word(next()),
+            word(next()),
+            word(next()),
+            word(next()),
+        );
+        out.extend_from_slice(record.as_bytes());
+    }
+    out.truncate(end);
+}
+
 /// Reads the stamp at the start of a payload; `None` when it is not one of ours.
 pub fn decode(payload: &[u8]) -> Option<Stamp> {
     if payload.len() < STAMP_LEN {
@@ -77,6 +184,26 @@ mod tests {
         out.clear();
         encode(&mut out, &stamp, 10);
         assert_eq!(out.len(), STAMP_LEN);
+    }
+
+    #[test]
+    fn text_payloads_are_text_of_the_size_and_differ() {
+        let stamp = |counter| Stamp {
+            publisher: 1,
+            counter,
+            sent_ns: 5,
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        encode_text(&mut a, &stamp(1), 4096);
+        encode_text(&mut b, &stamp(2), 4096);
+        assert_eq!((a.len(), b.len()), (4096, 4096));
+        assert_eq!(decode(&a), Some(stamp(1)));
+        assert_ne!(a[STAMP_LEN..], b[STAMP_LEN..]);
+        assert!(a.iter().all(|c| c.is_ascii_graphic() || *c == b' '));
+        assert!(
+            !a.contains(&b'"') && !a.contains(&b'\\'),
+            "a plain JSON string"
+        );
     }
 
     #[test]

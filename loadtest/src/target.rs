@@ -62,6 +62,9 @@ pub struct Endpoint {
     pub path: String,
     /// Source addresses to spread client sockets over (127.0.0.1, .2, …).
     pub sources: u8,
+    /// herald: `Some` reads frames by hand and counts wire bytes; `Some(true)` also offers
+    /// permessage-deflate (`--deflate`).
+    pub deflate: Option<bool>,
 }
 
 impl Endpoint {
@@ -90,6 +93,7 @@ impl Endpoint {
             addr,
             path,
             sources,
+            deflate: None,
         })
     }
 

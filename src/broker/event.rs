@@ -8,8 +8,9 @@ use simd_json::prelude::Writable;
 
 use crate::clock;
 use crate::error::{ApiError, ErrorCode};
+use crate::protocol::deflate;
 use crate::protocol::server as frames;
-use crate::protocol::{Dialect, Frame, Payload, TopicName};
+use crate::protocol::{Frame, Payload, TopicName};
 
 /// How every event frame starts; the topic name follows.
 const EVENT_HEAD: &str = r#"{"type":"event","topic":""#;
@@ -34,6 +35,10 @@ pub struct StoredEvent {
     /// shared by all of them and by replay; never filled for a topic without one. Boxed so the
     /// empty slot costs a ring entry two words, not a whole frame.
     pub seed_c: OnceLock<Box<Frame>>,
+    /// The frame compressed alone (permessage-deflate, PROTOCOL.md §1), made the first time a
+    /// compressing subscriber's writer needs it and shared by all of them and by replay; empty
+    /// when compressing would not make it shorter. Never filled while no connection compresses.
+    pub deflated: OnceLock<Box<[u8]>>,
     /// When it was published, milliseconds since the Unix epoch (`HISTORY_TTL_SECS`).
     pub at_ms: u64,
 }
@@ -73,12 +78,15 @@ impl StoredEvent {
         })
     }
 
-    /// The frame a subscription of `dialect` receives for this event.
-    pub fn frame_for(&self, dialect: Dialect) -> &Frame {
-        match dialect {
-            Dialect::SeedC => self.seed_c(),
-            Dialect::Canonical => &self.frame,
-        }
+    /// The frame's compressed payload, compressed at most once; `None` when compressing does not
+    /// make it shorter (it then goes out plain).
+    pub fn deflated(&self) -> Option<&[u8]> {
+        let bytes = self.deflated.get_or_init(|| {
+            deflate::compress(self.frame.as_bytes())
+                .unwrap_or_default()
+                .into_boxed_slice()
+        });
+        (!bytes.is_empty()).then_some(&**bytes)
     }
 
     /// An event whose frame is only its `seq`, for the ring's tests.
@@ -91,6 +99,7 @@ impl StoredEvent {
             payload: 0..0,
             ts: 0..0,
             seed_c: OnceLock::new(),
+            deflated: OnceLock::new(),
             at_ms: 0,
         }
     }

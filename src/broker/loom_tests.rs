@@ -39,6 +39,7 @@ fn event(seq: u64) -> Arc<StoredEvent> {
         payload: 0..0,
         ts: 0..0,
         seed_c: std::sync::OnceLock::new(),
+        deflated: std::sync::OnceLock::new(),
         at_ms: 0,
     })
 }
@@ -147,13 +148,13 @@ fn item(text: &'static str) -> Outgoing {
         payload: 0..0,
         ts: 0..0,
         seed_c: std::sync::OnceLock::new(),
+        deflated: std::sync::OnceLock::new(),
         at_ms: 0,
     }))
 }
 
 fn text(item: Outgoing) -> String {
     item.frames()
-        .iter()
         .map(|f| f.as_str())
         .collect::<Vec<_>>()
         .join("+")
@@ -163,7 +164,7 @@ fn text(item: Outgoing) -> String {
 fn drain(outbox: &Outbox) -> Vec<String> {
     let mut out = Vec::new();
     while let Some(item) = outbox.pop() {
-        out.extend(item.frames().iter().map(|f| f.as_str().to_string()));
+        out.extend(item.frames().map(|f| f.as_str().to_string()));
     }
     out
 }

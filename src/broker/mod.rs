@@ -40,7 +40,7 @@ pub use counts::{EventCounts, TopicStats};
 pub(crate) use event::EventBuilder;
 pub use event::StoredEvent;
 pub use lifecycle::Lease;
-pub use outbox::{Outbox, Outgoing, Pushed};
+pub use outbox::{Outbox, Outgoing, Pushed, Replayed};
 use patterns::PatternIndex;
 pub use presence::{Joining, PresenceDelta};
 use presence_hub::PresenceHub;

@@ -37,6 +37,18 @@ pub enum Outgoing {
     /// A droppable `info` frame (presence `join` / `leave`): evicted under `drop_oldest` like an
     /// event, and, like `Info`, not sent to a quiet connection.
     Notice(Box<Frame>),
+    /// A subscribe ack and the events it replays, in order: the events stay shared with the
+    /// ring, so a compressing connection sends their compressed form.
+    Replay(Box<Replayed>),
+}
+
+/// A subscribe ack (when the subscribe asked for one) and its replayed events.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    /// The ack, sent first.
+    pub ack: Option<Frame>,
+    /// The replayed events, oldest first.
+    pub events: Vec<Arc<StoredEvent>>,
 }
 
 impl Outgoing {
@@ -55,16 +67,18 @@ impl Outgoing {
         Self::Batch(Box::new(frames))
     }
 
-    /// The text frames this item sends, in order.
-    pub fn frames(&self) -> &[Frame] {
-        match self {
-            Self::Event(event) => std::slice::from_ref(&event.frame),
-            Self::SeedC(event) => std::slice::from_ref(event.seed_c()),
+    /// The text frames this item sends, in order, uncompressed.
+    pub fn frames(&self) -> impl Iterator<Item = &Frame> {
+        let (head, events): (&[Frame], &[Arc<StoredEvent>]) = match self {
+            Self::Event(event) => (std::slice::from_ref(&event.frame), &[]),
+            Self::SeedC(event) => (std::slice::from_ref(event.seed_c()), &[]),
             Self::Frame(frame) | Self::Info(frame) | Self::Notice(frame) => {
-                std::slice::from_ref(frame)
+                (std::slice::from_ref(frame), &[])
             }
-            Self::Batch(frames) => frames,
-        }
+            Self::Batch(frames) => (frames, &[]),
+            Self::Replay(replayed) => (replayed.ack.as_slice(), &replayed.events),
+        };
+        head.iter().chain(events.iter().map(|event| &event.frame))
     }
 }
 
@@ -282,12 +296,17 @@ mod tests {
             payload: 0..0,
             ts: 0..0,
             seed_c: std::sync::OnceLock::new(),
+            deflated: std::sync::OnceLock::new(),
             at_ms: 0,
         }))
     }
 
     fn text(o: Option<Outgoing>) -> String {
-        match o.as_ref().map(Outgoing::frames) {
+        match o
+            .as_ref()
+            .map(|o| o.frames().collect::<Vec<_>>())
+            .as_deref()
+        {
             Some([f]) => f.as_str().to_string(),
             _ => panic!("expected one frame, got {o:?}"),
         }

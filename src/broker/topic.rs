@@ -23,7 +23,7 @@ use super::event::{EventBuilder, StoredEvent};
 use super::history::{History, SparseRing};
 use super::lifecycle::{self, Lifecycle};
 use super::members::Members;
-use super::outbox::Outgoing;
+use super::outbox::{Outgoing, Replayed};
 use super::presence::{Joining, Presence};
 use super::rate_limit::RateLimiter;
 use super::ring::Ring;
@@ -31,7 +31,7 @@ use super::subscriber::{ConnId, FanOut, Subscriber, Subscribers};
 use crate::clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::protocol::server as frames;
-use crate::protocol::{Frame, Published, Replay, SubscribeAck, TopicName};
+use crate::protocol::{Dialect, Frame, Published, Replay, SubscribeAck, TopicName};
 use crate::sync::{ArcSwap, AtomicBool, AtomicU64, Mutex};
 
 mod cluster;
@@ -309,6 +309,7 @@ impl Topic {
             payload: event.payload.clone(),
             ts: event.ts.clone(),
             seed_c: OnceLock::new(),
+            deflated: OnceLock::new(),
             at_ms: event.at_ms,
         });
         let mut counts = FanOut::default();
@@ -392,23 +393,22 @@ impl Topic {
                 (events, Some(complete && !aged))
             }
         };
-        let mut out = Vec::with_capacity(events.len() + 1);
-        if let Some(ack) = ack {
-            out.push(ack(&SubscribeAck {
+        let ack = ack.map(|ack| {
+            ack(&SubscribeAck {
                 seq: latest,
                 epoch: &self.epoch,
                 recovered,
-            }));
-        }
-        out.extend(
-            events
-                .iter()
-                .map(|e| e.frame_for(subscriber.dialect).clone()),
-        );
-        let item = match out.len() {
-            0 => None,
-            1 => out.pop().map(Outgoing::frame),
-            _ => Some(Outgoing::batch(out)),
+            })
+        });
+        let item = match (ack, subscriber.dialect) {
+            (ack, _) if events.is_empty() => ack.map(Outgoing::frame),
+            // Events go by reference: a compressing connection sends their compressed form.
+            (ack, Dialect::Canonical) => Some(Outgoing::Replay(Box::new(Replayed { ack, events }))),
+            (ack, Dialect::SeedC) => Some(Outgoing::batch(
+                ack.into_iter()
+                    .chain(events.iter().map(|e| e.seed_c().clone()))
+                    .collect(),
+            )),
         };
         if let Some(item) = item {
             subscriber.outbox.push(item);
@@ -470,7 +470,7 @@ mod tests {
     fn texts(o: &Outbox) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(item) = o.pop() {
-            out.extend(item.frames().iter().map(|f| f.as_str().to_string()));
+            out.extend(item.frames().map(|f| f.as_str().to_string()));
         }
         out
     }
@@ -517,7 +517,9 @@ mod tests {
             "rendered before anyone needed it"
         );
         let take = |s: &Subscriber| match s.outbox.pop() {
-            Some(item @ Outgoing::SeedC(_)) => item.frames()[0].as_bytes().clone(),
+            Some(item @ Outgoing::SeedC(_)) => {
+                item.frames().next().expect("a frame").as_bytes().clone()
+            }
             other => panic!("expected a seed-c event, got {other:?}"),
         };
         let (first, second) = (take(&c1), take(&c2));
@@ -530,7 +532,7 @@ mod tests {
         assert_eq!(v["id"].to_string(), stored.id_json());
         assert!(t.subscribe(&late, &Replay::LastN(1), None));
         let replay = late.outbox.pop().expect("replayed");
-        let replayed = replay.frames()[0].as_bytes().clone();
+        let replayed = replay.frames().next().expect("a frame").as_bytes().clone();
         assert_eq!(replayed.as_ptr(), first.as_ptr(), "replay rendered again");
         // Either shape unsubscribes alike; a repeated subscribe does not add a second shape.
         assert!(t.subscribe(

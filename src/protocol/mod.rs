@@ -3,7 +3,9 @@
 //! carries and answers. Pure functions, no I/O, so every rule of PROTOCOL.md §1 is unit-tested here.
 
 pub mod client;
+pub mod deflate;
 mod frame;
+pub mod inflate;
 pub mod json_error;
 mod message;
 mod name;

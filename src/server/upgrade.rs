@@ -18,10 +18,11 @@ use super::request::query_param;
 use super::response::HttpResponse;
 use super::{session, State};
 use crate::broker::ConnId;
+use crate::config::Compression;
 use crate::error::{ApiError, ErrorCode};
 use crate::node::Caller;
 use crate::protocol::client::MAX_CLIENT_ID_BYTES;
-use crate::protocol::TopicName;
+use crate::protocol::{deflate, TopicName};
 
 fn header_has_token<B>(req: &Request<B>, name: header::HeaderName, token: &str) -> bool {
     req.headers().get_all(name).iter().any(|v| {
@@ -156,11 +157,22 @@ pub(super) async fn upgrade(
     if let Some(topic) = topic {
         session.subscribe_on_open(topic).await;
     }
+    // permessage-deflate (PROTOCOL.md §1): accepted when offered, unless COMPRESSION=off.
+    let extensions = match state.config.compression {
+        Compression::On => deflate::negotiate(
+            req.headers()
+                .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        ),
+        Compression::Off => None,
+    };
+    let deflate = extensions.is_some();
     let on_upgrade = hyper::upgrade::on(&mut req);
     state.tracker.spawn(
         async move {
             match on_upgrade.await {
-                Ok(upgraded) => session::run(session, upgraded).await,
+                Ok(upgraded) => session::run(session, upgraded, deflate).await,
                 Err(e) => debug!(%peer, error = %e, "websocket upgrade failed"),
             }
         }
@@ -173,6 +185,9 @@ pub(super) async fn upgrade(
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if let Some(answer) = extensions.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
     }
     Ok(response)
 }

@@ -165,26 +165,24 @@ async fn handshake(
     Ok((WsClient { inner }, resp))
 }
 
-/// `new WebSocket(url)` in a browser: the handshake carries the page's `Origin`, a browser
-/// `User-Agent` and an offer of `permessage-deflate`, which herald may decline.
+/// `new WebSocket(url)` in a browser: the handshake carries the page's `Origin` and a browser
+/// `User-Agent`. A browser also offers `permessage-deflate`, which herald accepts; tungstenite
+/// cannot speak it, so this client does not offer it (a real browser with deflate is
+/// e2e/deflate.test.mjs, hand-written compressed frames tests/ws_deflate.rs).
 pub async fn browser_ws(url: &str) -> WsClient {
     let (ws, resp) = handshake(
         url,
         &[
             ("origin", "http://localhost:3000"),
             ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0"),
-            (
-                "sec-websocket-extensions",
-                "permessage-deflate; client_max_window_bits",
-            ),
         ],
     )
     .await
     .expect("browser WebSocket connects");
-    // tungstenite negotiates no extension, so none may be accepted.
+    // Nothing offered, so nothing may be accepted.
     assert!(
         resp.headers().get("sec-websocket-extensions").is_none(),
-        "server accepted an extension the client cannot speak"
+        "server answered an extension nobody offered"
     );
     ws
 }
@@ -225,4 +223,32 @@ pub async fn assert_nothing_queued_before(ws: &mut WsClient, ping: &str) -> Valu
     assert_eq!(v["type"], "pong", "expected only the pong, got {v}");
     assert_eq!(v["request_id"], "barrier");
     v
+}
+
+/// The masking key of hand-written client frames.
+const MASK: [u8; 4] = [0x3a, 0x91, 0x5c, 0xe7];
+
+/// One client frame, masked as RFC 6455 §5.3 requires; `opcode` may carry RSV bits (0x40 | 1: a
+/// compressed text frame).
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = client_frame_header(fin, opcode, payload.len() as u64);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    frame
+}
+
+/// A client frame header (mask key included) announcing `len` payload bytes.
+pub fn client_frame_header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
+    let mut header = Vec::with_capacity(14);
+    header.push(if fin { 0x80 } else { 0 } | opcode);
+    if len < 126 {
+        header.push(0x80 | len as u8);
+    } else if len <= 0xffff {
+        header.push(0x80 | 126);
+        header.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        header.push(0x80 | 127);
+        header.extend_from_slice(&len.to_be_bytes());
+    }
+    header.extend_from_slice(&MASK);
+    header
 }

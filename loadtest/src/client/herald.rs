@@ -21,8 +21,8 @@ use super::{ClientError, Closed, Finished, Recv, Replies, READ_BUFFER};
 
 /// Every event frame starts with these bytes (the server writes fields in a fixed order).
 const EVENT_PREFIX: &[u8] = br#"{"type":"event","topic":""#;
-const ACK_PREFIX: &[u8] = br#"{"type":"ack""#;
-const ERROR_PREFIX: &[u8] = br#"{"type":"error""#;
+pub(super) const ACK_PREFIX: &[u8] = br#"{"type":"ack""#;
+pub(super) const ERROR_PREFIX: &[u8] = br#"{"type":"error""#;
 
 /// Finds the start of the payload string in an event frame.
 static PAYLOAD: LazyLock<memmem::Finder<'static>> =

@@ -6,11 +6,14 @@
 //!
 //! # Layout
 //! - `herald.rs`: WebSocket `/ws` over tokio-tungstenite, lean event-frame scan.
+//! - `deflate.rs`: herald's `/ws` read by hand (`--deflate on|off`): wire bytes counted,
+//!   permessage-deflate offered and inflated with `on`.
 //! - `nats.rs`: core NATS protocol (`CONNECT`, `SUB`, `PUB`, `MSG`, `PING`/`PONG`).
 //! - `redis.rs`: RESP2 `SUBSCRIBE` / `PUBLISH`.
 //! - `inbound.rs`: the growable read buffer the NATS, Redis and HTTP clients share.
 //! - `tcp.rs`: the publishing side the NATS and Redis clients share (writer + reply reader).
 
+pub mod deflate;
 pub mod herald;
 mod inbound;
 pub mod nats;
@@ -79,6 +82,7 @@ pub enum Closed {
 #[allow(clippy::large_enum_variant)]
 pub enum Subscriber {
     Herald(herald::Subscriber),
+    HeraldRaw(deflate::Subscriber),
     Nats(nats::Subscriber),
     Redis(redis::Subscriber),
 }
@@ -93,9 +97,21 @@ impl Subscriber {
     ) -> Result<Self, ClientError> {
         let stream = endpoint.connect(i).await?;
         Ok(match endpoint.kind {
-            TargetKind::Herald => {
-                Self::Herald(herald::Subscriber::connect(stream, &endpoint.ws_url(), topics).await?)
-            }
+            TargetKind::Herald => match endpoint.deflate {
+                Some(offer) => Self::HeraldRaw(
+                    deflate::Subscriber::connect(
+                        stream,
+                        &endpoint.addr.to_string(),
+                        &endpoint.path,
+                        topics,
+                        offer,
+                    )
+                    .await?,
+                ),
+                None => Self::Herald(
+                    herald::Subscriber::connect(stream, &endpoint.ws_url(), topics).await?,
+                ),
+            },
             TargetKind::Nats => Self::Nats(nats::Subscriber::connect(stream, topics).await?),
             TargetKind::Redis => Self::Redis(redis::Subscriber::connect(stream, topics).await?),
             TargetKind::Hello => return Err(not_pubsub()),
@@ -106,6 +122,7 @@ impl Subscriber {
     pub async fn recv<F: FnMut(&[u8], &[u8])>(&mut self, on: &mut F) -> Recv {
         match self {
             Self::Herald(s) => s.recv(on).await,
+            Self::HeraldRaw(s) => s.recv(on).await,
             Self::Nats(s) => s.recv(on).await,
             Self::Redis(s) => s.recv(on).await,
         }
@@ -115,6 +132,7 @@ impl Subscriber {
     pub fn into_stream(self) -> TcpStream {
         match self {
             Self::Herald(s) => s.into_stream(),
+            Self::HeraldRaw(s) => s.into_stream(),
             Self::Nats(s) => s.into_stream(),
             Self::Redis(s) => s.into_stream(),
         }

@@ -100,6 +100,7 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
         max_unacked: args.max_unacked,
         batch: args.batch.max(1),
         payload: args.payload,
+        text: args.text_payload,
     };
     let pub_tasks =
         engine::spawn_publishers(publishers, &shared, pace, (start, deadline), args.drain);
@@ -184,6 +185,19 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
     report.set("expected_deliveries", summary.expected);
     engine::throughput_rows(&mut report, sent_in_window, delivered_in_window, elapsed);
     summary.delivered_row(&mut report, drained);
+    if let Some(offered) = endpoint.deflate {
+        let wire = crate::client::deflate::WIRE_BYTES.load(std::sync::atomic::Ordering::Relaxed);
+        let per = wire as f64 / summary.tally.received.max(1) as f64;
+        report.set("deflate", offered);
+        report.set("wire_bytes_per_delivery", report::round1(per));
+        report.row(
+            "wire bytes / delivery",
+            format!(
+                "{per:.1} B (subscriber sockets, frames and handshakes; permessage-deflate {})",
+                if offered { "offered" } else { "not offered" }
+            ),
+        );
+    }
     let latency = shared.latency.percentiles();
     report.set("latency_us", latency.json());
     report.row("latency (publish→delivery)", latency.line());

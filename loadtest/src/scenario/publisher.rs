@@ -28,6 +28,8 @@ pub struct Pace {
     /// Messages queued before one flush.
     pub batch: usize,
     pub payload: usize,
+    /// Fill payloads with text (`--text-payload`) instead of one repeated byte.
+    pub text: bool,
 }
 
 /// What one publisher did.
@@ -85,7 +87,11 @@ pub async fn run(
                 counter: counters[k],
                 sent_ns: clock::now_ns(),
             };
-            payload::encode(&mut buf, &stamp, pace.payload);
+            if pace.text {
+                payload::encode_text(&mut buf, &stamp, pace.payload);
+            } else {
+                payload::encode(&mut buf, &stamp, pace.payload);
+            }
             if let Err(e) = conn.push(&names[k], &buf).await {
                 failure = Some(e.to_string());
                 break 'run;

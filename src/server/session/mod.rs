@@ -50,6 +50,8 @@ enum ReadEnd {
     TooBig,
     /// A text frame that is not UTF-8.
     BadUtf8,
+    /// A compressed message whose deflate data is invalid.
+    BadDeflate,
     /// A protocol or I/O error; the socket is unusable.
     Broken,
     /// The server is shutting down; the writer drains and closes.
@@ -83,7 +85,8 @@ enum Due {
 /// Serves one upgraded WebSocket until it closes. `session` was created before the upgrade
 /// answer was sent, so a `/ws/sub/{topic}` socket is subscribed before the client can see it open.
 /// It runs inside the connection's span, which names the connection, peer and route.
-pub(super) async fn run(mut session: Session, upgraded: Upgraded) {
+/// `deflate`: the handshake negotiated permessage-deflate.
+pub(super) async fn run(mut session: Session, upgraded: Upgraded, deflate: bool) {
     let state = session.state.clone();
     state.node.session_opened();
     // The reader and the writer each own a half of the socket; a TCP stream splits without a
@@ -91,18 +94,18 @@ pub(super) async fn run(mut session: Session, upgraded: Upgraded) {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let (read, write) = parts.io.into_inner().into_split();
-            serve(&mut session, read, write, parts.read_buf).await
+            serve(&mut session, read, write, parts.read_buf, deflate).await
         }
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            serve(&mut session, read, write, Bytes::new()).await
+            serve(&mut session, read, write, Bytes::new(), deflate).await
         }
     }
     state.node.session_closed();
 }
 
 /// `read_ahead`: bytes hyper read past the upgrade request, the start of the WebSocket stream.
-async fn serve<R, W>(session: &mut Session, read: R, write: W, read_ahead: Bytes)
+async fn serve<R, W>(session: &mut Session, read: R, write: W, read_ahead: Bytes, deflate: bool)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -115,12 +118,16 @@ where
     // it holds and let it go before the connection settles in.
     let part = read_ahead.to_vec();
     drop(read_ahead);
-    let reader = ReadAhead::new(
+    let mut reader = ReadAhead::new(
         read,
         part,
         state.config.ws_read_buffer_size,
         control.clone(),
     );
+    if deflate {
+        // Compressed messages are inflated to at most what tungstenite accepts plain.
+        reader.inflate(state.ws_config.max_message_size.unwrap_or(usize::MAX));
+    }
     // tungstenite's buffer lives as long as the connection; ReadAhead does the large reads.
     let ws_config = state
         .ws_config
@@ -129,7 +136,7 @@ where
     let writer_done = CancellationToken::new();
     let (close_tx, close_rx) = oneshot::channel();
     let writer = state.tracker.spawn(
-        Writer::new(write, state.clone(), control, outbox.clone())
+        Writer::new(write, state.clone(), control, outbox.clone(), deflate)
             .run(close_rx, writer_done.clone())
             .instrument(Span::current()),
     );
@@ -145,6 +152,10 @@ where
         ReadEnd::Idle => Some(close_frame(CloseCode::Away, "idle timeout")),
         ReadEnd::TooBig => Some(close_frame(CloseCode::Size, "message too big")),
         ReadEnd::BadUtf8 => Some(close_frame(CloseCode::Invalid, "text frame is not UTF-8")),
+        ReadEnd::BadDeflate => Some(close_frame(
+            CloseCode::Invalid,
+            "compressed message is not valid deflate data",
+        )),
         ReadEnd::ControlFlood => Some(close_frame(
             CloseCode::Policy,
             "too many control frames (MAX_CONTROL_FRAMES_PER_SEC)",

@@ -14,7 +14,9 @@ use super::{ReadEnd, Session};
 use crate::config::SlowConsumerPolicy;
 use crate::error::ApiError;
 use crate::metrics::FrameIn;
+use crate::protocol::inflate::InflateError;
 use crate::protocol::Frame;
+use crate::server::wire::inflate_error_of;
 
 /// How long the reader may stay paused on a half-full outbox (`disconnect` policy): a client that keeps sending but has
 /// not taken its replies off the socket for this long is a slow consumer and is closed, so it
@@ -161,6 +163,14 @@ impl Session {
                     return ReadEnd::TooBig;
                 }
                 Ok(Some(Err(WsError::Utf8(_)))) => return ReadEnd::BadUtf8,
+                Ok(Some(Err(WsError::Io(e)))) if inflate_error_of(&e).is_some() => {
+                    debug!(error = %e, "compressed message refused");
+                    return match inflate_error_of(&e) {
+                        Some(InflateError::TooBig) => ReadEnd::TooBig,
+                        Some(InflateError::Corrupt) => ReadEnd::BadDeflate,
+                        _ => ReadEnd::Broken,
+                    };
+                }
                 Ok(Some(Err(e))) => {
                     debug!(error = %e, "read failed");
                     return ReadEnd::Broken;

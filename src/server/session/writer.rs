@@ -69,16 +69,18 @@ impl<W> Writer<W>
 where
     W: AsyncWrite + Unpin,
 {
-    /// A writer for `io` that drains `outbox` and `control`.
+    /// A writer for `io` that drains `outbox` and `control`; `deflate`: the connection
+    /// negotiated permessage-deflate.
     pub(super) fn new(
         io: W,
         state: Arc<State>,
         control: Arc<ControlOut>,
         outbox: Arc<Outbox>,
+        deflate: bool,
     ) -> Self {
         Self {
             io,
-            wire: Wire::default(),
+            wire: Wire::new(deflate.then_some(state.config.compress_min_bytes)),
             control,
             closed: false,
             max_buffer: state.ws_config.max_write_buffer_size,

@@ -10,6 +10,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::control::ControlOut;
+use crate::protocol::inflate::{InflateError, Inflater};
 
 /// What tungstenite reads into per call, and so the buffer every connection keeps for its life
 /// (tungstenite allocates it up front and never shrinks it). Larger frames grow it as needed.
@@ -35,7 +36,21 @@ pub(crate) struct ReadAhead<R> {
     read_size: usize,
     /// Where tungstenite's frames go.
     control: Arc<ControlOut>,
+    /// Present when the connection negotiated permessage-deflate: what tungstenite reads is
+    /// then the socket's frames with compressed messages inflated.
+    inflating: Option<Box<Inflating>>,
 }
+
+/// The inflating side of a [`ReadAhead`].
+struct Inflating {
+    inflater: Inflater,
+    /// Frames made from the input that tungstenite has not taken yet, from `out_pos` on.
+    out: Vec<u8>,
+    out_pos: usize,
+}
+
+/// Plain frames made per step while inflating, unless tungstenite asks for more.
+const INFLATE_STEP: usize = 4 * 1024;
 
 impl<R> ReadAhead<R> {
     /// `read_ahead`: bytes already read from the socket (hyper's leftovers), served first.
@@ -51,7 +66,18 @@ impl<R> ReadAhead<R> {
             ahead_pos: 0,
             read_size: read_size.clamp(TUNGSTENITE_READ_BUFFER, MAX_READ_AHEAD),
             control,
+            inflating: None,
         }
+    }
+
+    /// Inflates compressed messages (permessage-deflate) to at most `max_message` bytes before
+    /// tungstenite reads them.
+    pub(crate) fn inflate(&mut self, max_message: usize) {
+        self.inflating = Some(Box::new(Inflating {
+            inflater: Inflater::new(max_message),
+            out: Vec::new(),
+            out_pos: 0,
+        }));
     }
 
     /// Moves buffered bytes into `buf`; false when there were none.
@@ -70,6 +96,73 @@ impl<R> ReadAhead<R> {
     }
 }
 
+impl<R: AsyncRead + Unpin> ReadAhead<R> {
+    /// `poll_read` of a connection that inflates: socket bytes go through the inflater, and
+    /// tungstenite is served what it makes.
+    fn poll_inflated(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let Some(inflating) = self.inflating.as_deref_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let want = buf.remaining().max(INFLATE_STEP);
+        loop {
+            if inflating.out_pos < inflating.out.len() {
+                let out = &inflating.out[inflating.out_pos..];
+                let n = buf.remaining().min(out.len());
+                buf.put_slice(&out[..n]);
+                inflating.out_pos += n;
+                if inflating.out_pos == inflating.out.len() {
+                    inflating.out = Vec::new();
+                    inflating.out_pos = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if self.ahead_pos < self.ahead.len() {
+                let input = &self.ahead[self.ahead_pos..];
+                let used = inflating
+                    .inflater
+                    .feed(input, &mut inflating.out, want)
+                    .map_err(inflate_error)?;
+                self.ahead_pos += used;
+                if self.ahead_pos == self.ahead.len() {
+                    self.ahead = Vec::new();
+                    self.ahead_pos = 0;
+                }
+                continue;
+            }
+            let mut storage = [MaybeUninit::<u8>::uninit(); MAX_READ_AHEAD];
+            let mut chunk = ReadBuf::uninit(&mut storage[..self.read_size]);
+            ready!(Pin::new(&mut self.read).poll_read(cx, &mut chunk))?;
+            let input = chunk.filled();
+            if input.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            let used = inflating
+                .inflater
+                .feed(input, &mut inflating.out, want)
+                .map_err(inflate_error)?;
+            if used < input.len() {
+                self.ahead = input[used..].to_vec();
+                self.ahead_pos = 0;
+            }
+        }
+    }
+}
+
+/// The error tungstenite passes on for a compressed message that cannot be read; the session
+/// finds the [`InflateError`] inside it (`inflate_error_of`).
+fn inflate_error(error: InflateError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+/// The [`InflateError`] inside an I/O error tungstenite returned, if that is what it is.
+pub(crate) fn inflate_error_of(error: &io::Error) -> Option<InflateError> {
+    error.get_ref()?.downcast_ref::<InflateError>().copied()
+}
+
 impl<R: AsyncRead + Unpin> AsyncRead for ReadAhead<R> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -77,6 +170,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for ReadAhead<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.inflating.is_some() {
+            return this.poll_inflated(cx, buf);
+        }
         if this.serve_ahead(buf) {
             return Poll::Ready(Ok(()));
         }
@@ -118,6 +214,22 @@ impl<R: Unpin> AsyncWrite for ReadAhead<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_idle_compressing_connection_holds_little() {
+        // What negotiating permessage-deflate adds to an idle connection: the boxed inflating
+        // state (no decompressor, no buffers while no compressed message is being read).
+        assert!(
+            std::mem::size_of::<Inflating>() <= 128,
+            "{}",
+            std::mem::size_of::<Inflating>()
+        );
+        let mut reader = ReadAhead::new(tokio::io::empty(), Vec::new(), 4096, Arc::default());
+        reader.inflate(1 << 20);
+        let inflating = reader.inflating.as_deref().expect("inflating");
+        assert!(!inflating.inflater.is_inflating());
+        assert_eq!(inflating.out.capacity(), 0);
+    }
 
     #[tokio::test]
     async fn reads_ahead_and_hands_out_small_chunks_in_order() {

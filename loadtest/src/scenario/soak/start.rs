@@ -99,6 +99,7 @@ pub fn start(clients: Clients, plan: &Plan, board: Board, args: &SoakArgs) -> (R
         max_unacked: MAX_UNACKED,
         batch: BATCH,
         payload: args.payload,
+        text: false,
     };
     let publishers = engine::spawn_publishers(
         clients.publishers,

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# permessage-deflate, compress once (issue 22): one topic × SUBS subscribers, PAYLOAD-byte payloads
+# of varied text (--text-payload: words and numbers, as JSON feeds carry; not random bytes, not one
+# repeated byte), the same offered RATE with and without compression, each run against a fresh
+# herald. Reports bytes on the wire per delivery (herald-load --deflate counts what its subscriber
+# sockets read) and the server's CPU time per delivery (user + system from /proc), side by side.
+#
+#   loadtest/deflate.sh                       # 1,000 subscribers, 4 KiB, 50 msg/s, 10 s per run
+#   SUBS=200 RATE=100 DURATION=5s loadtest/deflate.sh
+#   BUILD=0 loadtest/deflate.sh               # use the release binaries as they are
+#
+# Results (JSON lines) go to $OUT (default loadtest/results/deflate-<time>/results.jsonl) and a
+# table to stdout. Loopback only; the server and the load generator share the machine, so run it
+# on a quiet one and compare the two rows of one run, not runs of different days.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+say() { echo "deflate.sh: $*" >&2; }
+# shellcheck source=loadtest/lib.sh
+source "$ROOT/loadtest/lib.sh"
+
+SUBS=${SUBS:-1000}
+PAYLOAD=${PAYLOAD:-4096}
+RATE=${RATE:-50}
+DURATION=${DURATION:-10s}
+BUILD=${BUILD:-1}
+OUT=${OUT:-$ROOT/loadtest/results/deflate-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+
+if ((BUILD)); then build_release "$ROOT"; fi
+HERALD=${HERALD:-$ROOT/target/release/herald}
+LOADGEN=$ROOT/target/release/herald-load
+raise_fd_limit
+TICKS_PER_SEC=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+SERVER_PID=""
+trap '[[ -z "$SERVER_PID" ]] || stop_pids 50 "$SERVER_PID" || true' EXIT
+
+# run MODE — a fresh herald, one fanout run with --deflate MODE, one JSON line with server CPU.
+run() {
+    local mode=$1 port before after line deliveries status=0
+    port=$(free_port)
+    env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn SHUTDOWN_TIMEOUT_SECS=2 "$HERALD" \
+        >"$OUT/herald-$mode.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port "$port" "$SERVER_PID" || { say "herald did not start; see $OUT/herald-$mode.log"; return 1; }
+    say "deflate $mode: $SUBS subscribers, $PAYLOAD B text payloads, $RATE msg/s, $DURATION"
+    before=$(proc_ticks "$SERVER_PID")
+    line=$("$LOADGEN" fanout --port "$port" --deflate "$mode" -s "$SUBS" -t 1 -p 1 \
+        --payload "$PAYLOAD" --text-payload --rate "$RATE" -d "$DURATION" --strict \
+        --json --quiet --label "deflate-$mode" 2>>"$OUT/herald-load.log") || status=$?
+    after=$(proc_ticks "$SERVER_PID")
+    stop_pids 50 "$SERVER_PID" || true
+    SERVER_PID=""
+    if [[ "$line" != "{"* ]]; then
+        say "run failed (exit $status); see $OUT/herald-load.log"
+        return 1
+    fi
+    ((status == 0)) || say "checks failed in the $mode run (exit $status)"
+    deliveries=$(grep -o '"deliveries":[0-9]*' <<<"$line" | cut -d: -f2)
+    awk -v t=$((after - before)) -v hz="$TICKS_PER_SEC" -v n="${deliveries:-0}" -v l="$line" \
+        'BEGIN { s = t / hz; printf "{\"server_cpu_s\":%.2f,", s;
+                 if (n > 0) printf "\"server_cpu_ns_per_delivery\":%.1f,", s * 1e9 / n;
+                 print substr(l, 2) }' >>"$RESULTS"
+}
+
+run off
+run on
+
+echo
+machine_line
+echo "herald $(herald_rev "$ROOT"); 1 topic × $SUBS subscribers, $PAYLOAD B text payload, $RATE msg/s, $DURATION"
+python3 - "$RESULTS" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {("on" if r.get("deflate") else "off"): r for r in rows}
+print(f"| permessage-deflate | deliveries | wire bytes / delivery | server CPU / delivery |")
+print(f"|---|---:|---:|---:|")
+for mode in ("off", "on"):
+    r = by.get(mode)
+    if r:
+        print(f"| {mode} | {r['deliveries']:,} | {r['wire_bytes_per_delivery']:,.0f} B"
+              f" | {r.get('server_cpu_ns_per_delivery', 0) / 1000:,.2f} µs |")
+if "on" in by and "off" in by:
+    b = by["on"]["wire_bytes_per_delivery"] / by["off"]["wire_bytes_per_delivery"]
+    c = by["on"].get("server_cpu_ns_per_delivery", 0) / max(by["off"].get("server_cpu_ns_per_delivery", 1), 1)
+    print(f"\non/off: bytes {b:.1%}, server CPU {c:.2f}×")
+PY
