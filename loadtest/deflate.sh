@@ -9,6 +9,10 @@
 #   SUBS=200 RATE=100 DURATION=5s loadtest/deflate.sh
 #   BUILD=0 loadtest/deflate.sh               # use the release binaries as they are
 #
+# PEER=1 (the default when `node` is installed) adds a third run against loadtest/ws-peer, a
+# minimal Node pub/sub server on the `ws` package that compresses every message per connection
+# (npm ci there on first use): the cost compressing once avoids.
+#
 # Results (JSON lines) go to $OUT (default loadtest/results/deflate-<time>/results.jsonl) and a
 # table to stdout. Loopback only; the server and the load generator share the machine, so run it
 # on a quiet one and compare the two rows of one run, not runs of different days.
@@ -38,19 +42,26 @@ TICKS_PER_SEC=$(getconf CLK_TCK 2>/dev/null || echo 100)
 SERVER_PID=""
 trap '[[ -z "$SERVER_PID" ]] || stop_pids 50 "$SERVER_PID" || true' EXIT
 
-# run MODE — a fresh herald, one fanout run with --deflate MODE, one JSON line with server CPU.
+PEER=${PEER:-$(command -v node >/dev/null && echo 1 || echo 0)}
+
+# run MODE [SERVER] — a fresh server (herald, or the ws peer), one fanout run with --deflate
+# MODE, one JSON line with the server's CPU.
 run() {
-    local mode=$1 port before after line deliveries status=0
+    local mode=$1 server=${2:-herald} port before after line deliveries status=0
     port=$(free_port)
-    env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn SHUTDOWN_TIMEOUT_SECS=2 "$HERALD" \
-        >"$OUT/herald-$mode.log" 2>&1 &
+    if [[ "$server" == ws-peer ]]; then
+        node "$ROOT/loadtest/ws-peer/server.mjs" "$port" >"$OUT/$server-$mode.log" 2>&1 &
+    else
+        env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn SHUTDOWN_TIMEOUT_SECS=2 "$HERALD" \
+            >"$OUT/$server-$mode.log" 2>&1 &
+    fi
     SERVER_PID=$!
-    wait_port "$port" "$SERVER_PID" || { say "herald did not start; see $OUT/herald-$mode.log"; return 1; }
-    say "deflate $mode: $SUBS subscribers, $PAYLOAD B text payloads, $RATE msg/s, $DURATION"
+    wait_port "$port" "$SERVER_PID" || { say "$server did not start; see $OUT/$server-$mode.log"; return 1; }
+    say "$server, deflate $mode: $SUBS subscribers, $PAYLOAD B text payloads, $RATE msg/s, $DURATION"
     before=$(proc_ticks "$SERVER_PID")
     line=$("$LOADGEN" fanout --port "$port" --deflate "$mode" -s "$SUBS" -t 1 -p 1 \
         --payload "$PAYLOAD" --text-payload --rate "$RATE" -d "$DURATION" --strict \
-        --json --quiet --label "deflate-$mode" 2>>"$OUT/herald-load.log") || status=$?
+        --json --quiet --label "$server-deflate-$mode" 2>>"$OUT/herald-load.log") || status=$?
     after=$(proc_ticks "$SERVER_PID")
     stop_pids 50 "$SERVER_PID" || true
     SERVER_PID=""
@@ -68,6 +79,12 @@ run() {
 
 run off
 run on
+if ((PEER)); then
+    if [[ ! -d "$ROOT/loadtest/ws-peer/node_modules" ]]; then
+        (cd "$ROOT/loadtest/ws-peer" && npm ci --silent)
+    fi
+    run on ws-peer
+fi
 
 echo
 machine_line
@@ -75,16 +92,22 @@ echo "herald $(herald_rev "$ROOT"); 1 topic × $SUBS subscribers, $PAYLOAD B tex
 python3 - "$RESULTS" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-by = {("on" if r.get("deflate") else "off"): r for r in rows}
-print(f"| permessage-deflate | deliveries | wire bytes / delivery | server CPU / delivery |")
-print(f"|---|---:|---:|---:|")
-for mode in ("off", "on"):
+by = {r["label"].replace("herald-deflate-", ""): r for r in rows}
+names = {"off": "herald, off", "on": "herald, on (compressed once)",
+         "ws-peer-deflate-on": "ws peer, on (compressed per connection)"}
+print(f"| server, permessage-deflate | deliveries | wire bytes / delivery | server CPU / delivery | checks |")
+print(f"|---|---:|---:|---:|---|")
+for mode in ("off", "on", "ws-peer-deflate-on"):
     r = by.get(mode)
     if r:
-        print(f"| {mode} | {r['deliveries']:,} | {r['wire_bytes_per_delivery']:,.0f} B"
-              f" | {r.get('server_cpu_ns_per_delivery', 0) / 1000:,.2f} µs |")
+        print(f"| {names[mode]} | {r['deliveries']:,} | {r['wire_bytes_per_delivery']:,.0f} B"
+              f" | {r.get('server_cpu_ns_per_delivery', 0) / 1000:,.2f} µs"
+              f" | {'pass' if r.get('pass') else 'FAILED'} |")
 if "on" in by and "off" in by:
     b = by["on"]["wire_bytes_per_delivery"] / by["off"]["wire_bytes_per_delivery"]
     c = by["on"].get("server_cpu_ns_per_delivery", 0) / max(by["off"].get("server_cpu_ns_per_delivery", 1), 1)
     print(f"\non/off: bytes {b:.1%}, server CPU {c:.2f}×")
+if "on" in by and "ws-peer-deflate-on" in by:
+    p = by["ws-peer-deflate-on"].get("server_cpu_ns_per_delivery", 0) / max(by["on"].get("server_cpu_ns_per_delivery", 1), 1)
+    print(f"ws peer / herald, both compressing: server CPU {p:.2f}×")
 PY
