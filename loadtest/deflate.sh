@@ -11,7 +11,8 @@
 #
 # PEER=1 (the default when `node` is installed) adds a third run against loadtest/ws-peer, a
 # minimal Node pub/sub server on the `ws` package that compresses every message per connection
-# (npm ci there on first use): the cost compressing once avoids.
+# (npm ci there on first use): the cost compressing once avoids. It runs at PEER_RATE (default 5
+# msg/s): one Node thread compressing 4 KiB for each of 1,000 sockets falls behind at 50 msg/s.
 #
 # Results (JSON lines) go to $OUT (default loadtest/results/deflate-<time>/results.jsonl) and a
 # table to stdout. Loopback only; the server and the load generator share the machine, so run it
@@ -47,7 +48,7 @@ PEER=${PEER:-$(command -v node >/dev/null && echo 1 || echo 0)}
 # run MODE [SERVER] — a fresh server (herald, or the ws peer), one fanout run with --deflate
 # MODE, one JSON line with the server's CPU.
 run() {
-    local mode=$1 server=${2:-herald} port before after line deliveries status=0
+    local mode=$1 server=${2:-herald} rate=${3:-$RATE} port before after line deliveries status=0
     port=$(free_port)
     if [[ "$server" == ws-peer ]]; then
         node "$ROOT/loadtest/ws-peer/server.mjs" "$port" >"$OUT/$server-$mode.log" 2>&1 &
@@ -57,10 +58,10 @@ run() {
     fi
     SERVER_PID=$!
     wait_port "$port" "$SERVER_PID" || { say "$server did not start; see $OUT/$server-$mode.log"; return 1; }
-    say "$server, deflate $mode: $SUBS subscribers, $PAYLOAD B text payloads, $RATE msg/s, $DURATION"
+    say "$server, deflate $mode: $SUBS subscribers, $PAYLOAD B text payloads, $rate msg/s, $DURATION"
     before=$(proc_ticks "$SERVER_PID")
     line=$("$LOADGEN" fanout --port "$port" --deflate "$mode" -s "$SUBS" -t 1 -p 1 \
-        --payload "$PAYLOAD" --text-payload --rate "$RATE" -d "$DURATION" --strict \
+        --payload "$PAYLOAD" --text-payload --rate "$rate" -d "$DURATION" --strict \
         --json --quiet --label "$server-deflate-$mode" 2>>"$OUT/herald-load.log") || status=$?
     after=$(proc_ticks "$SERVER_PID")
     stop_pids 50 "$SERVER_PID" || true
@@ -83,7 +84,7 @@ if ((PEER)); then
     if [[ ! -d "$ROOT/loadtest/ws-peer/node_modules" ]]; then
         (cd "$ROOT/loadtest/ws-peer" && npm ci --silent)
     fi
-    run on ws-peer
+    run on ws-peer "${PEER_RATE:-5}"
 fi
 
 echo
@@ -94,7 +95,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = {r["label"].replace("herald-deflate-", ""): r for r in rows}
 names = {"off": "herald, off", "on": "herald, on (compressed once)",
-         "ws-peer-deflate-on": "ws peer, on (compressed per connection)"}
+         "ws-peer-deflate-on": "ws peer, on (compressed per connection; PEER_RATE)"}
 print(f"| server, permessage-deflate | deliveries | wire bytes / delivery | server CPU / delivery | checks |")
 print(f"|---|---:|---:|---:|---|")
 for mode in ("off", "on", "ws-peer-deflate-on"):

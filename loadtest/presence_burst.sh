@@ -64,7 +64,7 @@ print(next((t["name"] for t in topics if t.get("subscribers") == n), ""))' "$N" 
 done
 if [[ -n "$topic" ]]; then
     count=$(curl -fs "http://127.0.0.1:$PORT/topics/$topic/presence" |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["count"])')
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["count"])' 2>/dev/null || echo none)
 fi
 wait "$CONNS" || true
 wait "$CANARY" || true
