@@ -1034,35 +1034,42 @@ async fn a_subscribe_racing_cluster_expiry_is_never_dropped() {
 
 /// A TCP proxy between one node and nats-server that a test can freeze (bytes stop flowing both
 /// ways, connections stay open, as when a link stalls) and cut (every connection dropped and new
-/// ones refused until restored, as when the proxy dies).
+/// ones closed at once until restored, as when the proxy dies). The listening socket is kept for
+/// the proxy's whole life, so no other test can take its port during a cut.
 struct LinkProxy {
     port: u16,
     frozen: tokio::sync::watch::Sender<bool>,
-    conns: tokio_util::sync::CancellationToken,
-    listener: Option<tokio::task::JoinHandle<()>>,
-    upstream: u16,
+    /// Cancelled by a cut: ends every connection made before it.
+    conns: std::sync::Arc<std::sync::Mutex<tokio_util::sync::CancellationToken>>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LinkProxy {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
 }
 
 impl LinkProxy {
     async fn start(upstream: u16) -> Self {
-        let mut proxy = Self {
-            port: free_port(),
-            frozen: tokio::sync::watch::channel(false).0,
-            conns: tokio_util::sync::CancellationToken::new(),
-            listener: None,
-            upstream,
-        };
-        proxy.listen().await;
-        proxy
-    }
-
-    async fn listen(&mut self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("proxy port");
-        let (frozen, conns, upstream) = (self.frozen.clone(), self.conns.clone(), self.upstream);
-        self.listener = Some(tokio::spawn(async move {
+        let port = listener.local_addr().expect("proxy address").port();
+        let frozen = tokio::sync::watch::channel(false).0;
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let accept = (frozen.clone(), conns.clone(), cut.clone());
+        let listener = tokio::spawn(async move {
+            let (frozen, conns, cut) = accept;
             while let Ok((client, _)) = listener.accept().await {
+                if cut.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let conns = conns.lock().expect("token lock").clone();
                 let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
                 else {
                     continue;
@@ -1079,25 +1086,30 @@ impl LinkProxy {
                     });
                 }
             }
-        }));
+        });
+        Self {
+            port,
+            frozen,
+            conns,
+            cut,
+            listener,
+        }
     }
 
     fn freeze(&self, on: bool) {
         self.frozen.send_replace(on);
     }
 
-    /// Drops every connection and refuses new ones.
+    /// Drops every connection and closes new ones at once.
     fn cut(&mut self) {
-        if let Some(l) = self.listener.take() {
-            l.abort();
-        }
-        self.conns.cancel();
-        self.conns = tokio_util::sync::CancellationToken::new();
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        let old = std::mem::take(&mut *self.conns.lock().expect("token lock"));
+        old.cancel();
         self.freeze(false);
     }
 
     async fn restore(&mut self) {
-        self.listen().await;
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
