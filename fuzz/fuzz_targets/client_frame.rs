@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let broker = Broker::new(&Config::default());
     let outbox = Arc::new(Outbox::new(4, SlowConsumerPolicy::Disconnect));
     let sub = Subscriber { conn: ConnId(1), outbox: outbox.clone(), dialect: Default::default() };
-    broker.subscribe(&topic, &sub, &Replay::None, None).expect("auto-create");
+    broker.subscribe(&topic, &sub, &Replay::None, None, None).expect("auto-create");
     if broker.publish(&topic, frame.message_id, Payload::Value(payload)).is_err() {
         return;
     }

@@ -44,7 +44,7 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Subscribe { conn, topic, last_n } => {
                 let (c, t) = (conn as usize % CONNS, topic as usize % TOPICS.len());
                 let replay = last_n.map_or(Replay::None, |n| Replay::LastN(u64::from(n)));
-                broker.subscribe(&names[t], &subs[c], &replay, None).unwrap();
+                broker.subscribe(&names[t], &subs[c], &replay, None, None).unwrap();
                 let fresh = subscribed.insert((c, t));
                 next_seq.entry(t).or_insert(1);
                 if fresh {
