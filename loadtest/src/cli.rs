@@ -211,7 +211,11 @@ pub struct ConnectionsArgs {
     /// Deadline for opening them all; the run reports what it reached by then.
     #[arg(long, short, value_parser = parse_duration, default_value = "30s")]
     pub duration: Duration,
-    /// How long to hold them open once connected (memory is read after a 1 s settle).
+    /// How long to wait after the last connect before reading the server's and the kernel's
+    /// memory: time for the server to give back buffers its idle connections no longer need.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub settle: Duration,
+    /// How long to hold them open once memory was read.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub hold: Duration,
     /// The server's process id, to read its VmRSS from /proc/PID/status before and after.

@@ -6,8 +6,6 @@
 //! Once subscribed, a connection is held as a bare socket (client buffers freed), so the
 //! generator itself stays small at 100,000+ connections.
 
-use std::time::Duration;
-
 use anyhow::{bail, Result};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
@@ -23,9 +21,6 @@ use crate::progress::Progress;
 use crate::report::{self, Report};
 use crate::target::{Endpoint, TargetKind};
 use crate::topic::TopicSet;
-
-/// Pause after the last connection before reading the server's memory, so it has settled.
-const SETTLE: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ConnectionsArgs) -> Result<Report> {
     if args.connections == 0 || args.topics == 0 {
@@ -104,8 +99,11 @@ pub async fn run(args: ConnectionsArgs) -> Result<Report> {
     }
     let connected = held.len() as u64;
     let connect_secs = last_connect.duration_since(start).as_secs_f64().max(1e-3);
-    progress.set(format!("{connected} connected; settling"));
-    sleep(SETTLE).await;
+    progress.set(format!(
+        "{connected} connected; settling for {:.1} s",
+        args.settle.as_secs_f64()
+    ));
+    sleep(args.settle).await;
     let rss_after = args.server_pid.map(rss_kib).transpose()?;
     let kernel_after = KernelMemory::read();
     let server_view = if endpoint.kind == TargetKind::Herald {
@@ -148,6 +146,14 @@ pub async fn run(args: ConnectionsArgs) -> Result<Report> {
     let p = latency.percentiles();
     report.set("connect_latency_us", p.json());
     report.row("connect + subscribe latency", p.line());
+    report.set("settle_secs", args.settle.as_secs_f64());
+    report.row(
+        "settle",
+        format!(
+            "{:.1} s after the last connect, then memory was read",
+            args.settle.as_secs_f64()
+        ),
+    );
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
         let per_conn = (after.saturating_sub(before) as f64) / connected.max(1) as f64;
         report.set("server_rss_before_kib", before);
