@@ -148,9 +148,13 @@ pub struct FanoutArgs {
     /// repeated byte: what compression should be measured with.
     #[arg(long)]
     pub text_payload: bool,
-    /// How long publishers publish.
+    /// How long publishers publish (with --messages: the longest they may take).
     #[arg(long, short, value_parser = parse_duration, default_value = "10s")]
     pub duration: Duration,
+    /// Publish exactly this many messages over all publishers (split evenly), then stop: a
+    /// burst of a known size instead of a run of --duration.
+    #[arg(long)]
+    pub messages: Option<u64>,
     /// Total offered publish rate, messages/s over all publishers; 0 = as fast as the window
     /// allows [default: 0 for fanout, 1000 for latency].
     #[arg(long, short)]
@@ -180,6 +184,10 @@ pub struct FanoutArgs {
     /// Longest set-up (connect and subscribe everything) before giving up.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub setup_timeout: Duration,
+    /// The server's process id: its RSS before publishing and at the end, and its peak RSS
+    /// (VmHWM, the process's lifetime peak: start a fresh server for each run).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     /// The server's slow-consumer policy, to tell its documented drops from faults.
     #[arg(long, value_enum, default_value_t = ServerPolicy::Disconnect)]
     pub server_policy: ServerPolicy,

@@ -1,9 +1,11 @@
 //! The `fanout` and `latency` scenarios: S subscriber connections over T topics, P publishers.
 //! Set-up connects and subscribes everything first (bounded by `--setup-timeout`), publishers run
-//! for `--duration`, then a bounded drain waits for the last deliveries before every delivery
-//! stream is checked for lost, duplicated and reordered messages.
+//! for `--duration` (or until they published `--messages`), then a bounded drain waits for the
+//! last deliveries before every delivery stream is checked for lost, duplicated and reordered
+//! messages. With `--server-pid` the server's RSS and peak RSS go into the report.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tokio::time::{sleep, Instant};
@@ -14,6 +16,7 @@ use super::engine::{self, Since, PROGRESS_EVERY};
 use super::publisher::Pace;
 use super::subscriber::Shared;
 use super::summary::Summary;
+use super::{peak_rss_kib, rss_kib};
 use crate::cli::FanoutArgs;
 use crate::clock;
 use crate::latency::LatencySink;
@@ -37,6 +40,10 @@ const LATENCY_DEFAULT_RATE: f64 = 1000.0;
 /// (100), so a subscriber that keeps reading is never closed as a slow consumer.
 const DEFAULT_WINDOW: u64 = 64;
 
+/// With `--messages`, how often the run looks whether everything was published: a burst can
+/// take less than one progress interval, and its publishing time is measured to this step.
+const BURST_TICK: Duration = Duration::from_millis(1);
+
 pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
     let rate = args.rate.unwrap_or(match mode {
         Mode::Fanout => 0.0,
@@ -46,6 +53,9 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
         .window
         .unwrap_or(if rate > 0.0 { 0 } else { DEFAULT_WINDOW });
     validate(&args, rate)?;
+    if let Some(pid) = args.server_pid {
+        rss_kib(pid).context("--server-pid")?;
+    }
     let endpoint = args.target.endpoint(args.subscribers + args.publishers)?;
     let layout = Layout {
         topics: args.topics,
@@ -74,6 +84,7 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
     .await
     .with_context(|| format!("set-up took longer than {:?}", args.setup_timeout))??;
     let (subscribers, publishers) = connected;
+    let rss_before = args.server_pid.map(rss_kib).transpose()?;
 
     let start = Instant::now();
     let start_ns = clock::now_ns();
@@ -101,15 +112,28 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
         batch: args.batch.max(1),
         payload: args.payload,
         text: args.text_payload,
+        messages: args.messages,
     };
     let pub_tasks =
         engine::spawn_publishers(publishers, &shared, pace, (start, deadline), args.drain);
 
-    // Publishing: watch until the deadline, then snapshot what happened inside it.
+    // Publishing: watch until the deadline (or the last of --messages), then snapshot what
+    // happened inside it.
     let mut last = Since::start(start);
-    while Instant::now() < deadline {
-        sleep(PROGRESS_EVERY.min(deadline.saturating_duration_since(Instant::now()))).await;
-        progress.set(format!("publishing: {}", last.line(&shared)));
+    let all_sent = || {
+        args.messages
+            .is_some_and(|n| shared.board.total_sent() >= n)
+    };
+    let tick = if args.messages.is_some() {
+        BURST_TICK
+    } else {
+        PROGRESS_EVERY
+    };
+    while Instant::now() < deadline && !all_sent() {
+        sleep(tick.min(deadline.saturating_duration_since(Instant::now()))).await;
+        if last.at.elapsed() >= PROGRESS_EVERY {
+            progress.set(format!("publishing: {}", last.line(&shared)));
+        }
     }
     let elapsed = start.elapsed().as_secs_f64();
     let sent_in_window = shared.board.total_sent();
@@ -124,6 +148,12 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
         }
     })
     .await;
+    let caught_up_secs = start.elapsed().as_secs_f64();
+    // Read while the subscribers are still connected: what the server holds at the end of the run.
+    let server_memory = match args.server_pid {
+        Some(pid) => Some((rss_kib(pid)?, peak_rss_kib(pid)?)),
+        None => None,
+    };
     stop.cancel();
     let subs = engine::join_subscribers(sub_tasks).await?;
     progress.finish();
@@ -184,6 +214,10 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
     report.set("deliveries_per_sec", report::round1(deliveries_per_sec));
     report.set("expected_deliveries", summary.expected);
     engine::throughput_rows(&mut report, sent_in_window, delivered_in_window, elapsed);
+    if let Some(n) = args.messages {
+        let secs = (elapsed, drained.then_some(caught_up_secs));
+        burst_rows(&mut report, (n, summary.published), secs);
+    }
     summary.delivered_row(&mut report, drained);
     if let Some(offered) = endpoint.deflate {
         let wire = crate::client::deflate::WIRE_BYTES.load(std::sync::atomic::Ordering::Relaxed);
@@ -201,9 +235,66 @@ pub async fn run(args: FanoutArgs, mode: Mode) -> Result<Report> {
     let latency = shared.latency.percentiles();
     report.set("latency_us", latency.json());
     report.row("latency (publish→delivery)", latency.line());
+    memory_rows(&mut report, rss_before, server_memory);
     summary.fill(&mut report, args.server_policy, args.strict);
     engine::stuck_check(&mut report, stuck);
     Ok(report)
+}
+
+/// `--messages`: the size of the burst, how long publishing took, when every delivery was in
+/// (`None`: the drain ended first), and a check that all of it was published in time.
+fn burst_rows(
+    report: &mut Report,
+    (messages, published): (u64, u64),
+    (publish_secs, caught_up_secs): (f64, Option<f64>),
+) {
+    let ms = |secs: f64| (secs * 1000.0).round() / 1000.0;
+    report.set("messages", messages);
+    report.set("publish_secs", ms(publish_secs));
+    if let Some(secs) = caught_up_secs {
+        report.set("caught_up_secs", ms(secs));
+    }
+    report.row(
+        "burst",
+        format!(
+            "{} of {} messages published in {publish_secs:.3} s; {}",
+            report::int(published),
+            report::int(messages),
+            match caught_up_secs {
+                Some(secs) => format!(
+                    "every subscriber still connected caught up {secs:.3} s after the first publish"
+                ),
+                None => "the drain ended before every delivery was in".into(),
+            }
+        ),
+    );
+    report.check(
+        published < messages,
+        format!(
+            "only {published} of {messages} messages published before --duration ran out \
+             (or a publisher failed)"
+        ),
+    );
+}
+
+/// `--server-pid`: RSS once every subscriber was connected, RSS at the end (subscribers still
+/// connected), and VmHWM, the peak over the server's whole life; nothing without it.
+fn memory_rows(report: &mut Report, before: Option<u64>, end: Option<(u64, u64)>) {
+    let (Some(before), Some((rss, peak))) = (before, end) else {
+        return;
+    };
+    report.set("server_rss_before_kib", before);
+    report.set("server_rss_kib", rss);
+    report.set("server_peak_rss_kib", peak);
+    report.row(
+        "server RSS",
+        format!(
+            "{} KiB once subscribed → {} KiB at the end; peak {} KiB (VmHWM, since it started)",
+            report::int(before),
+            report::int(rss),
+            report::int(peak)
+        ),
+    );
 }
 
 fn validate(args: &FanoutArgs, rate: f64) -> Result<()> {
@@ -232,6 +323,9 @@ fn validate(args: &FanoutArgs, rate: f64) -> Result<()> {
     }
     if args.duration.is_zero() {
         bail!("--duration must be positive");
+    }
+    if args.messages == Some(0) {
+        bail!("--messages must be at least 1");
     }
     Ok(())
 }

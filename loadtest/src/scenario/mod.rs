@@ -17,9 +17,20 @@ use anyhow::{Context, Result};
 
 /// The resident set size of process `pid` in KiB (`VmRSS` in `/proc/PID/status`).
 pub fn rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The peak resident set size of process `pid` over its lifetime, in KiB (`VmHWM` in
+/// `/proc/PID/status`).
+pub fn peak_rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A `Name:   123 kB` field of `/proc/PID/status`.
+fn status_kib(pid: u32, name: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    parse_vm_rss(&status).with_context(|| format!("no VmRSS line in {path}"))
+    parse_kib_field(&status, name).with_context(|| format!("no {name} line in {path}"))
 }
 
 /// Open file descriptors of process `pid` (entries of `/proc/PID/fd`).
@@ -37,10 +48,6 @@ pub fn anon_huge_kib(pid: u32) -> Result<u64> {
     parse_kib_field(&text, "AnonHugePages:").with_context(|| format!("no AnonHugePages in {path}"))
 }
 
-fn parse_vm_rss(status: &str) -> Option<u64> {
-    parse_kib_field(status, "VmRSS:")
-}
-
 /// The value of a `Name:   123 kB` line.
 fn parse_kib_field(text: &str, name: &str) -> Option<u64> {
     text.lines()
@@ -53,11 +60,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_vm_rss() {
+    fn reads_status_fields() {
         let status = "Name:\therald\nVmPeak:\t  999 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
-        assert_eq!(parse_vm_rss(status), Some(12345));
-        assert_eq!(parse_vm_rss("Name: x\n"), None);
-        assert!(rss_kib(std::process::id()).unwrap() > 0);
+        assert_eq!(parse_kib_field(status, "VmRSS:"), Some(12345));
+        assert_eq!(parse_kib_field("Name: x\n", "VmRSS:"), None);
+        let me = std::process::id();
+        // Current first: the peak read after it is at least that.
+        let rss = rss_kib(me).unwrap();
+        assert!(rss > 0);
+        assert!(peak_rss_kib(me).unwrap() >= rss);
+        assert!(peak_rss_kib(u32::MAX).is_err());
         assert!(fd_count(std::process::id()).unwrap() >= 3);
         assert!(fd_count(u32::MAX).is_err());
         let rollup = "Rss:      18432 kB\nAnonymous:  14336 kB\nAnonHugePages:  14336 kB\n";

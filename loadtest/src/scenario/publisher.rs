@@ -30,6 +30,16 @@ pub struct Pace {
     pub payload: usize,
     /// Fill payloads with text (`--text-payload`) instead of one repeated byte.
     pub text: bool,
+    /// Messages to publish over all publishers (`--messages`), then stop; `None` = until the
+    /// deadline.
+    pub messages: Option<u64>,
+}
+
+/// Publisher `p`'s part of `total` messages split over `publishers`: the first `total %
+/// publishers` publish one more.
+pub fn share(total: u64, p: usize, publishers: usize) -> u64 {
+    let n = publishers.max(1) as u64;
+    total / n + u64::from((p as u64) < total % n)
 }
 
 /// What one publisher did.
@@ -59,8 +69,11 @@ pub async fn run(
     let mut next = 0usize;
     let mut spins = 0u32;
     let mut failure = None;
-    'run: while Instant::now() < deadline {
-        let mut budget = pace.batch as u64;
+    let quota = pace
+        .messages
+        .map_or(u64::MAX, |n| share(n, publisher, shared.layout.publishers));
+    'run: while Instant::now() < deadline && total < quota {
+        let mut budget = (pace.batch as u64).min(quota - total);
         if pace.rate > 0.0 {
             let due = (start.elapsed().as_secs_f64() * pace.rate) as u64;
             if due <= total {
@@ -123,5 +136,23 @@ pub async fn run(
         publisher,
         sent: topics.into_iter().zip(counters).collect(),
         finished,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn shares_add_up() {
+        for (total, publishers) in [(6000, 1), (10, 3), (2, 5), (0, 2)] {
+            let parts: Vec<u64> = (0..publishers)
+                .map(|p| share(total, p, publishers))
+                .collect();
+            assert_eq!(parts.iter().sum::<u64>(), total);
+            assert!(parts.iter().max().unwrap() - parts.iter().min().unwrap() <= 1);
+        }
+        assert_eq!(share(10, 0, 3), 4);
+        assert_eq!(share(10, 2, 3), 3);
     }
 }

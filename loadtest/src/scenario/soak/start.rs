@@ -100,6 +100,7 @@ pub fn start(clients: Clients, plan: &Plan, board: Board, args: &SoakArgs) -> (R
         batch: BATCH,
         payload: args.payload,
         text: false,
+        messages: None,
     };
     let publishers = engine::spawn_publishers(
         clients.publishers,
