@@ -9,8 +9,14 @@ use herald::client::{CliError, ProbeArgs, PubArgs, SubArgs, TokenArgs};
 use herald::config::ServerArgs;
 use herald::logging::LogFormat;
 
+#[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Profiling builds count every allocation by call site (see Cargo.toml's `dhat-heap`).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static GLOBAL: dhat::Alloc = dhat::Alloc;
 
 /// A lock-free WebSocket + REST publish/subscribe broker.
 #[derive(Debug, Parser)]
@@ -114,6 +120,9 @@ fn client(command: impl Future<Output = Result<(), CliError>>) -> ExitCode {
 /// Runs the broker until SIGINT or SIGTERM. Every bad setting, the TLS files and `RUST_LOG`
 /// included, stops start-up with one line and exit code 2 before anything binds.
 fn serve(cli: ServeArgs) -> ExitCode {
+    // Writes dhat-heap.json when the server returns (a graceful shutdown).
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let warnings = cli.server.warnings();
     let config = match cli.server.into_config() {
         Ok(config) => config,
