@@ -21,11 +21,14 @@ pub use presence::{PresenceArgs, PresenceSettings};
 pub use values::{clap_error_line, ConfigError};
 use values::{whole, UNBOUNDED};
 
-/// Largest `SUBSCRIBER_QUEUE_SIZE` and `RING_BUFFER_SIZE`: both are allocated up front, per
-/// connection and per topic.
+/// Largest `SUBSCRIBER_QUEUE_SIZE` and `RING_BUFFER_SIZE`: a topic's ring is allocated up front,
+/// and the outbox's packed counter holds 24 bits of frames.
 const MAX_QUEUE: u64 = 1 << 20;
 /// Largest `MAX_MESSAGE_BYTES`: one message is held whole in memory by every ring it enters.
 const MAX_MESSAGE: u64 = 64 << 20;
+/// Largest `SUBSCRIBER_QUEUE_BYTES` (16 GiB): far above any sane queue, and within the outbox's
+/// packed byte counter.
+const MAX_QUEUE_BYTES: u64 = 16 << 30;
 /// Largest value of a `*_SECS` setting (a year): deadlines are `now + setting`, and far larger
 /// values would overflow that sum.
 const MAX_SECS: u64 = 365 * 24 * 60 * 60;
@@ -70,6 +73,9 @@ pub struct Config {
     pub api_key: Option<String>,
     /// Outbound queue per connection, in frames.
     pub subscriber_queue_size: usize,
+    /// Outbound queue per connection, in bytes of queued frames: whichever of this and
+    /// `subscriber_queue_size` is reached first applies the slow-consumer policy.
+    pub subscriber_queue_bytes: u64,
     /// What happens when that queue is full.
     pub slow_consumer_policy: SlowConsumerPolicy,
     /// Replay ring per topic, in messages.
@@ -166,6 +172,7 @@ impl Default for Config {
             addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             api_key: None,
             subscriber_queue_size: 100,
+            subscriber_queue_bytes: 1 << 20,
             slow_consumer_policy: SlowConsumerPolicy::Disconnect,
             ring_buffer_size: 100,
             auto_create_topics: true,
@@ -220,6 +227,11 @@ pub struct ServerArgs {
     #[arg(long, env = "SUBSCRIBER_QUEUE_SIZE", default_value_t = 100,
         value_parser = whole::<usize, 1, MAX_QUEUE>)]
     pub subscriber_queue_size: usize,
+    /// Outbound queue per connection, in bytes of queued frames (a burst of small messages fits
+    /// where a few large ones do not); costs nothing until used.
+    #[arg(long, env = "SUBSCRIBER_QUEUE_BYTES", default_value_t = 1 << 20,
+        value_parser = whole::<u64, 1024, MAX_QUEUE_BYTES>)]
+    pub subscriber_queue_bytes: u64,
     /// Policy when a connection's outbound queue is full.
     #[arg(
         long,

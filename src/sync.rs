@@ -14,14 +14,14 @@ pub(crate) use crossbeam_queue::ArrayQueue;
 #[cfg(not(all(test, herald_loom)))]
 pub(crate) use futures_util::task::AtomicWaker;
 #[cfg(not(all(test, herald_loom)))]
-pub(crate) use parking_lot::Mutex;
+pub(crate) use parking_lot::{Mutex, RwLock};
 #[cfg(not(all(test, herald_loom)))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64};
 
 #[cfg(all(test, herald_loom))]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64};
 #[cfg(all(test, herald_loom))]
-pub(crate) use model::{ArcSwap, ArcSwapOption, ArrayQueue, AtomicWaker, Mutex};
+pub(crate) use model::{ArcSwap, ArcSwapOption, ArrayQueue, AtomicWaker, Mutex, RwLock};
 
 /// Stand-ins built from loom primitives, with the API subset the broker uses.
 #[cfg(all(test, herald_loom))]
@@ -153,26 +153,9 @@ mod model {
             Ok(())
         }
 
-        /// `ArrayQueue::force_push`.
-        pub(crate) fn force_push(&self, item: T) -> Option<T> {
-            let mut items = self.items();
-            let evicted = if items.len() == self.capacity {
-                items.pop_front()
-            } else {
-                None
-            };
-            items.push_back(item);
-            evicted
-        }
-
         /// `ArrayQueue::pop`.
         pub(crate) fn pop(&self) -> Option<T> {
             self.items().pop_front()
-        }
-
-        /// `ArrayQueue::len`.
-        pub(crate) fn len(&self) -> usize {
-            self.items().len()
         }
 
         /// `ArrayQueue::is_empty`.
@@ -226,6 +209,27 @@ mod model {
         /// `Mutex::lock`.
         pub(crate) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
             self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    /// `parking_lot::RwLock` (no poisoning) over loom's lock.
+    #[derive(Debug)]
+    pub(crate) struct RwLock<T>(loom::sync::RwLock<T>);
+
+    impl<T> RwLock<T> {
+        /// `RwLock::new`.
+        pub(crate) fn new(value: T) -> Self {
+            Self(loom::sync::RwLock::new(value))
+        }
+
+        /// `RwLock::read`.
+        pub(crate) fn read(&self) -> loom::sync::RwLockReadGuard<'_, T> {
+            self.0.read().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        /// `RwLock::write`.
+        pub(crate) fn write(&self) -> loom::sync::RwLockWriteGuard<'_, T> {
+            self.0.write().unwrap_or_else(PoisonError::into_inner)
         }
     }
 }

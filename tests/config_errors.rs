@@ -51,6 +51,11 @@ fn each_bad_setting_is_one_line_naming_the_variable_the_value_and_what_is_allowe
         ),
         (
             &[],
+            vec![("SUBSCRIBER_QUEUE_BYTES", "100")],
+            format!("SUBSCRIBER_QUEUE_BYTES=100: {}", whole(1024, 17_179_869_184)),
+        ),
+        (
+            &[],
             vec![("RING_BUFFER_SIZE", "2000000")],
             format!("RING_BUFFER_SIZE=2000000: {}", whole(1, 1_048_576)),
         ),

@@ -115,6 +115,8 @@ async fn a_large_backlog_is_flushed_before_the_close() {
     const MESSAGES: u64 = 150;
     let mut server = TestServer::start_with(|c| {
         c.subscriber_queue_size = 10_000;
+        // The whole backlog (≈ 9.6 MB) fits the queue: no slow-consumer cut.
+        c.subscriber_queue_bytes = 64 << 20;
         c.shutdown_timeout = Duration::from_secs(10);
     })
     .await;
@@ -157,6 +159,8 @@ async fn an_unresponsive_client_does_not_hold_shutdown_past_the_timeout() {
     const TIMEOUT: Duration = Duration::from_secs(1);
     let mut server = TestServer::start_with(|c| {
         c.subscriber_queue_size = 10_000;
+        // The whole backlog (≈ 9.6 MB) fits the queue: no slow-consumer cut.
+        c.subscriber_queue_bytes = 64 << 20;
         c.shutdown_timeout = TIMEOUT;
     })
     .await;

@@ -345,3 +345,37 @@ async fn pipelined_requests_beyond_the_queue_are_all_answered_in_order() {
     }
     let _sink = flusher.await.unwrap().expect("all frames sent");
 }
+
+/// SUBSCRIBER_QUEUE_BYTES: with room for far more frames than are published, the slow consumer
+/// is still cut, by the bytes its queue holds; with a byte limit above everything published, the
+/// same run cuts nobody, so it is the byte limit that did it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_limit_cuts_a_slow_consumer_whatever_the_frame_limit() {
+    for (bytes, cut) in [(1u64 << 20, true), (64 << 20, false)] {
+        let server = TestServer::start_with(|c| {
+            c.subscriber_queue_size = 100_000;
+            c.subscriber_queue_bytes = bytes;
+            c.max_message_bytes = 128 * 1024;
+        })
+        .await;
+        let (_slow, _fast, _publisher) = stall_one_subscriber(&server).await;
+        if cut {
+            // Dropped from the topic and counted as a slow consumer (the SLOW_CONSUMER frame
+            // itself is best effort into a full socket; the other tests read it).
+            wait_for_subscribers(&server, 1).await;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let stats: Value = get_json(&server.url("/stats")).await;
+                if stats["slow_consumer_disconnects"] == 1 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "not counted: {stats}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let info: Value = get_json(&server.url(&format!("/topics/{TOPIC}"))).await;
+            assert_eq!(info["subscribers"], 2, "cut with a 64 MiB byte limit");
+        }
+    }
+}

@@ -219,6 +219,91 @@ fn outbox_overflow_wakes_a_writer_stuck_on_its_socket() {
     });
 }
 
+/// Every item the writer took, through its batched `pop_into`.
+fn take_all(outbox: &Outbox, got: &mut Vec<String>) {
+    let mut out = Vec::new();
+    outbox.pop_into(8, &mut out);
+    got.extend(out.into_iter().map(text));
+}
+
+#[test]
+fn outbox_pushes_racing_a_grow_keep_each_pushers_order_and_lose_nothing() {
+    // Segments hold one item under loom: every second push grows the chain, while the other
+    // pusher and the writer work on it.
+    loom::model(|| {
+        let outbox = Arc::new(Outbox::new(8, SlowConsumerPolicy::Disconnect));
+        let pushers: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|who| {
+                let outbox = outbox.clone();
+                thread::spawn(move || {
+                    for n in 1..=2 {
+                        let name: &'static str = if who == "a" {
+                            ["a1", "a2"][n - 1]
+                        } else {
+                            ["b1", "b2"][n - 1]
+                        };
+                        assert_eq!(outbox.push(item(name)), Pushed::Queued);
+                    }
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        take_all(&outbox, &mut got);
+        for pusher in pushers {
+            pusher.join().unwrap();
+        }
+        take_all(&outbox, &mut got);
+        let order = |who: char| {
+            got.iter()
+                .filter(|g| g.starts_with(who))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order('a'), ["a1", "a2"], "{got:?}");
+        assert_eq!(order('b'), ["b1", "b2"], "{got:?}");
+        assert_eq!(outbox.len(), 0);
+    });
+}
+
+#[test]
+fn outbox_writer_dropping_spent_segments_racing_a_push_loses_nothing() {
+    loom::model(|| {
+        let outbox = Arc::new(Outbox::new(8, SlowConsumerPolicy::Disconnect));
+        // Two one-item segments: the writer's take empties the first and drops it.
+        outbox.push(item("1"));
+        outbox.push(item("2"));
+        let pusher = {
+            let outbox = outbox.clone();
+            thread::spawn(move || assert_eq!(outbox.push(item("3")), Pushed::Queued))
+        };
+        let mut got = Vec::new();
+        take_all(&outbox, &mut got);
+        pusher.join().unwrap();
+        take_all(&outbox, &mut got);
+        assert_eq!(got, ["1", "2", "3"]);
+    });
+}
+
+#[test]
+fn outbox_giving_memory_back_racing_a_push_loses_nothing() {
+    loom::model(|| {
+        let outbox = Arc::new(Outbox::new(8, SlowConsumerPolicy::Disconnect));
+        outbox.push(item("ack"));
+        assert!(outbox.pop().is_some());
+        let pusher = {
+            let outbox = outbox.clone();
+            thread::spawn(move || assert_eq!(outbox.push(item("event")), Pushed::Queued))
+        };
+        // The writer's heartbeat: give the idle queue back, unless the push got in first.
+        let released = outbox.release_if_idle();
+        pusher.join().unwrap();
+        assert_eq!(drain(&outbox), ["event"], "released: {released}");
+        assert!(outbox.release_if_idle());
+        assert_eq!(outbox.slots(), 0);
+    });
+}
+
 #[test]
 fn outbox_pop_wakes_a_reader_waiting_below_the_high_water_mark() {
     loom::model(|| {
@@ -229,8 +314,8 @@ fn outbox_pop_wakes_a_reader_waiting_below_the_high_water_mark() {
             let outbox = outbox.clone();
             thread::spawn(move || drain(&outbox))
         };
-        // The connection's reader pauses while the queue is at its high-water mark (2 here).
-        loom::future::block_on(outbox.below(2));
+        // The connection's reader pauses while the queue is at its high-water mark (1 of 2).
+        loom::future::block_on(outbox.below_high_water());
         assert_eq!(writer.join().unwrap(), ["a", "b"]);
     });
 }

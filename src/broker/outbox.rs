@@ -1,103 +1,72 @@
-//! One connection's outbound queue: a bounded lock-free `ArrayQueue` of ready-to-send frames and
-//! the wake-up of the writer task that drains it.
+//! One connection's outbound queue: ready-to-send frames, bounded in frames and in bytes, and the
+//! wake-up of the writer task that drains it.
 //!
-//! Publishers push from any thread and never wait. When the queue is full the connection's
-//! [`SlowConsumerPolicy`] decides: `disconnect` marks the outbox overflowed (the writer then sends
-//! `SLOW_CONSUMER` and closes), `drop_oldest` evicts the oldest queued item and counts it.
+//! Publishers push from any thread and never wait for the connection. The storage ([`Chain`]) is
+//! made on the first push, grows in bounded `ArrayQueue` segments under a burst and is given back
+//! when the connection is idle, so a large `SUBSCRIBER_QUEUE_SIZE` costs nothing until used. One
+//! packed counter holds the frames and bytes queued: a push adds to it once and reads both limits
+//! from what it returns. When either limit is reached the connection's [`SlowConsumerPolicy`]
+//! decides: `disconnect` marks the outbox overflowed (the writer then sends `SLOW_CONSUMER` and
+//! closes), `drop_oldest` evicts the oldest queued items and counts them.
+
+mod chain;
+mod outgoing;
 
 use std::future::poll_fn;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::task::Poll;
 
-use super::{Frame, StoredEvent};
 use crate::config::SlowConsumerPolicy;
-use crate::sync::{ArrayQueue, AtomicBool, AtomicU64, AtomicWaker};
+use crate::sync::{AtomicBool, AtomicU64, AtomicWaker};
+use chain::Chain;
+pub use outgoing::{Outgoing, Replayed};
 
-/// What a writer sends: one frame, or frames that must stay together and in order (a subscribe
-/// ack followed by its replay), which take a single queue slot so a replay cannot overflow it.
-///
-/// Two words, so a queue slot (with its stamp) is 24 bytes: `SUBSCRIBER_QUEUE_SIZE` slots are
-/// allocated up front for every connection, and a 32-byte `Bytes` per slot would double that.
-/// An event shares the topic's ring entry (one reference count per subscriber, as before).
-#[derive(Debug, Clone)]
-pub enum Outgoing {
-    /// A live event: the only kind `drop_oldest` may discard.
-    Event(Arc<StoredEvent>),
-    /// A live event for a seed-c subscription: sent as [`StoredEvent::seed_c`], which the
-    /// first such send renders; discarded like `Event`.
-    SeedC(Arc<StoredEvent>),
-    /// A reply: one text frame that is not an event; never silently dropped.
-    Frame(Box<Frame>),
-    /// An `info` frame (`topic_deleted`, `token_expiring`): never dropped under `drop_oldest`,
-    /// and not sent at all to a quiet connection (a seed client's, see [`Outbox::set_quiet`]).
-    Info(Box<Frame>),
-    /// Several text frames, sent in order.
-    Batch(Box<Vec<Frame>>),
-    /// A droppable `info` frame (presence `join` / `leave`): evicted under `drop_oldest` like an
-    /// event, and, like `Info`, not sent to a quiet connection.
-    Notice(Box<Frame>),
-    /// A subscribe ack and the events it replays, in order: the events stay shared with the
-    /// ring, so a compressing connection sends their compressed form.
-    Replay(Box<Replayed>),
-}
+/// `SUBSCRIBER_QUEUE_BYTES`' default, for outboxes made without one (tests, embedders).
+pub const DEFAULT_QUEUE_BYTES: u64 = 1 << 20;
 
-/// A subscribe ack (when the subscribe asked for one) and its replayed events.
-#[derive(Debug, Clone)]
-pub struct Replayed {
-    /// The ack, sent first.
-    pub ack: Option<Frame>,
-    /// The replayed events, oldest first.
-    pub events: Vec<Arc<StoredEvent>>,
-}
-
-impl Outgoing {
-    /// A reply or info frame.
-    pub fn frame(frame: Frame) -> Self {
-        Self::Frame(Box::new(frame))
-    }
-
-    /// An `info` frame.
-    pub fn info(frame: Frame) -> Self {
-        Self::Info(Box::new(frame))
-    }
-
-    /// Frames that go out together, in order.
-    pub fn batch(frames: Vec<Frame>) -> Self {
-        Self::Batch(Box::new(frames))
-    }
-
-    /// The text frames this item sends, in order, uncompressed.
-    pub fn frames(&self) -> impl Iterator<Item = &Frame> {
-        let (head, events): (&[Frame], &[Arc<StoredEvent>]) = match self {
-            Self::Event(event) => (std::slice::from_ref(&event.frame), &[]),
-            Self::SeedC(event) => (std::slice::from_ref(event.seed_c()), &[]),
-            Self::Frame(frame) | Self::Info(frame) | Self::Notice(frame) => {
-                (std::slice::from_ref(frame), &[])
-            }
-            Self::Batch(frames) => (frames, &[]),
-            Self::Replay(replayed) => (replayed.ack.as_slice(), &replayed.events),
-        };
-        head.iter().chain(events.iter().map(|event| &event.frame))
-    }
-}
+/// The counter's low bits count bytes (up to 1 TiB), its high bits frames (up to 16 M): both well
+/// past the configurable limits, so concurrent pushes overshooting a limit cannot carry over.
+const BYTE_BITS: u32 = 40;
+const BYTES: u64 = (1 << BYTE_BITS) - 1;
+const ONE_FRAME: u64 = 1 << BYTE_BITS;
 
 /// What happened to a pushed item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
     /// Queued for the writer.
     Queued,
-    /// Queued after evicting the oldest item (`drop_oldest`).
+    /// Queued after evicting older items (`drop_oldest`).
     DroppedOldest,
     /// Not queued: the queue overflowed under `disconnect`, or the connection is closing.
     Rejected,
 }
 
+/// Frames and bytes queued, as the packed counter holds them.
+#[derive(Debug, Clone, Copy)]
+struct Load(u64);
+
+impl Load {
+    fn frames(self) -> u64 {
+        self.0 >> BYTE_BITS
+    }
+
+    fn bytes(self) -> u64 {
+        self.0 & BYTES
+    }
+}
+
 /// A connection's bounded outbound queue plus its writer's wake-up.
 #[derive(Debug)]
 pub struct Outbox {
-    /// Frames waiting for the writer; capacity is `SUBSCRIBER_QUEUE_SIZE`.
-    queue: ArrayQueue<Outgoing>,
+    /// Queued items, oldest first; no memory while idle.
+    chain: Chain,
+    /// Frames and bytes queued (see [`Load`]). A push counts its item before storing it and the
+    /// writer uncounts after taking it, so the count never falls below what is stored.
+    load: AtomicU64,
+    /// `SUBSCRIBER_QUEUE_SIZE`.
+    max_frames: u64,
+    /// `SUBSCRIBER_QUEUE_BYTES`.
+    max_bytes: u64,
     /// The writer task parks here when the queue is empty. `AtomicWaker` hands the waker out once
     /// per park, so a burst of pushes costs one task wake-up, not one per frame.
     waker: AtomicWaker,
@@ -112,79 +81,174 @@ pub struct Outbox {
     closed: AtomicBool,
     /// Items evicted under `drop_oldest`, reported in stats.
     dropped: AtomicU64,
+    /// The writer's last take found nothing (see `has_work`); only the writer touches it.
+    starved: AtomicBool,
     /// Set for a seed client, which reads every frame as a message: its writer sends no JSON
     /// `info` frame (heartbeat, shutdown), only WebSocket Pings and close reasons.
     quiet: AtomicBool,
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `capacity` items.
+    /// An empty outbox holding at most `capacity` items and [`DEFAULT_QUEUE_BYTES`] bytes.
     pub fn new(capacity: usize, policy: SlowConsumerPolicy) -> Self {
         Self {
-            queue: ArrayQueue::new(capacity.max(1)),
+            chain: Chain::new(),
+            load: AtomicU64::new(0),
+            max_frames: capacity.max(1) as u64,
+            max_bytes: DEFAULT_QUEUE_BYTES,
             waker: AtomicWaker::new(),
             space: AtomicWaker::new(),
             policy,
             overflowed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            starved: AtomicBool::new(false),
             quiet: AtomicBool::new(false),
         }
     }
 
+    /// The same outbox holding at most `bytes` bytes of frames (`SUBSCRIBER_QUEUE_BYTES`).
+    pub fn with_max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes.clamp(1, BYTES / 2);
+        self
+    }
+
+    /// Whether a queue holding `load` (a new item included) is past a limit. An item alone in
+    /// the queue always fits, so one frame larger than the byte limit still reaches a client
+    /// that keeps up.
+    fn over(&self, load: Load) -> bool {
+        load.frames() > self.max_frames || (load.frames() > 1 && load.bytes() > self.max_bytes)
+    }
+
     /// Queues `item` without waiting, applying the overflow policy, and wakes the writer.
     pub fn push(&self, item: Outgoing) -> Pushed {
+        let weight = item.weight();
+        self.push_weighed(item, weight)
+    }
+
+    /// [`Outbox::push`] for an item whose [`Outgoing::weight`] the caller computed once for
+    /// many outboxes (a publish's fan-out).
+    pub fn push_weighed(&self, item: Outgoing, weight: u64) -> Pushed {
         if self.closed.load(Ordering::Relaxed) || self.overflowed.load(Ordering::Relaxed) {
             return Pushed::Rejected;
         }
-        let outcome = match self.policy {
-            SlowConsumerPolicy::Disconnect => match self.queue.push(item) {
-                Ok(()) => Pushed::Queued,
-                Err(_) => {
-                    self.overflowed.store(true, Ordering::Release);
-                    Pushed::Rejected
-                }
-            },
-            SlowConsumerPolicy::DropOldest => match self.queue.force_push(item) {
-                None => Pushed::Queued,
-                Some(Outgoing::Event(_) | Outgoing::SeedC(_) | Outgoing::Notice(_)) => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    Pushed::DroppedOldest
-                }
-                // The oldest item is a reply (or a subscribe ack with its replay): losing it would
-                // leave the client waiting for an answer forever, so a client this far behind is
-                // disconnected as under `disconnect`.
-                Some(_reply) => {
-                    self.overflowed.store(true, Ordering::Release);
-                    Pushed::Rejected
-                }
-            },
-        };
+        let add = ONE_FRAME | weight.min(BYTES / 2);
+        let before = self.load.fetch_add(add, Ordering::AcqRel);
+        let mut outcome = Pushed::Queued;
+        if self.over(Load(before.wrapping_add(add))) {
+            outcome = match self.policy {
+                SlowConsumerPolicy::Disconnect => Pushed::Rejected,
+                SlowConsumerPolicy::DropOldest => self.make_room(),
+            };
+            if outcome == Pushed::Rejected {
+                self.load.fetch_sub(add, Ordering::AcqRel);
+                self.overflowed.store(true, Ordering::Release);
+                self.waker.wake();
+                return Pushed::Rejected;
+            }
+        }
+        self.chain.push(item);
         self.waker.wake();
         outcome
     }
 
+    /// `drop_oldest`: evicts the oldest items until the queue (with the item being pushed,
+    /// already counted) is within its limits. The oldest being a reply (or a subscribe ack with
+    /// its replay) rejects instead: losing it would leave the client waiting for an answer
+    /// forever, so a client this far behind is disconnected as under `disconnect`.
+    fn make_room(&self) -> Pushed {
+        let mut outcome = Pushed::Queued;
+        while self.over(Load(self.load.load(Ordering::Acquire))) {
+            // The writer may have taken everything meanwhile: then there is room.
+            let Some(oldest) = self.chain.pop() else {
+                break;
+            };
+            self.uncount(1, oldest.weight());
+            if !oldest.droppable() {
+                return Pushed::Rejected;
+            }
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            outcome = Pushed::DroppedOldest;
+        }
+        outcome
+    }
+
+    /// Takes `frames` items of `bytes` bytes off the count; wakes a reader waiting for room.
+    fn uncount(&self, frames: u64, bytes: u64) {
+        if frames > 0 {
+            let before = self
+                .load
+                .fetch_sub(frames * ONE_FRAME + bytes, Ordering::AcqRel);
+            // A reader only waits past the high-water mark, and the first take after it checked
+            // sees at least what it saw: no wake-up (nor its atomic operation) below it.
+            if self.past(Load(before)) {
+                self.space.wake();
+            }
+        }
+    }
+
+    /// Whether `load` is past half of either limit.
+    fn past(&self, load: Load) -> bool {
+        load.frames() >= self.max_frames.div_ceil(2) || load.bytes() >= self.max_bytes / 2
+    }
+
+    /// Moves up to `max` of the oldest items into `out` (the writer's batch); returns how many.
+    pub fn pop_into(&self, max: usize, out: &mut Vec<Outgoing>) -> usize {
+        let start = out.len();
+        let taken = self.chain.pop_into(max, out);
+        let bytes = out[start..].iter().map(Outgoing::weight).sum();
+        self.uncount(taken as u64, bytes);
+        self.starved.store(taken == 0, Ordering::Relaxed);
+        taken
+    }
+
     /// Takes the oldest queued item.
     pub fn pop(&self) -> Option<Outgoing> {
-        let item = self.queue.pop();
-        if item.is_some() {
-            // Cheap when nobody waits: one atomic operation, no wake-up.
-            self.space.wake();
-        }
-        item
+        let Some(item) = self.chain.pop() else {
+            self.starved.store(true, Ordering::Relaxed);
+            return None;
+        };
+        self.starved.store(false, Ordering::Relaxed);
+        self.uncount(1, item.weight());
+        Some(item)
     }
 
-    /// Queue capacity.
+    /// Gives the queue's memory back if nothing is queued (the writer calls this when the
+    /// connection has been quiet for a heartbeat); returns whether it did.
+    pub fn release_if_idle(&self) -> bool {
+        self.chain.release_if_empty()
+    }
+
+    /// Queue slots allocated now (zero while idle).
+    pub fn slots(&self) -> usize {
+        self.chain.slots()
+    }
+
+    /// `SUBSCRIBER_QUEUE_SIZE`: most items queued.
     pub fn capacity(&self) -> usize {
-        self.queue.capacity()
+        self.max_frames as usize
     }
 
-    /// Resolves once fewer than `high_water` items are queued (or the outbox overflowed or
-    /// closed, so a waiting reader never hangs).
-    pub async fn below(&self, high_water: usize) {
+    /// Whether `spare` more items would still leave the queue within both limits: what a sender
+    /// that must never cause `SLOW_CONSUMER` (a presence notice) or wants to wait for room (a
+    /// node catching up with the cluster) checks first.
+    pub fn has_room(&self, spare: usize) -> bool {
+        let load = Load(self.load.load(Ordering::Acquire));
+        load.frames() + (spare as u64) < self.max_frames + 1 && load.bytes() < self.max_bytes
+    }
+
+    /// Whether the queue is at its high-water mark: half of either limit. The connection's
+    /// reader stops reading there, so a client's own replies never fill the queue.
+    pub fn past_high_water(&self) -> bool {
+        self.past(Load(self.load.load(Ordering::Acquire)))
+    }
+
+    /// Resolves once the queue is below its high-water mark (or the outbox overflowed or closed,
+    /// so a waiting reader never hangs).
+    pub async fn below_high_water(&self) {
         poll_fn(|cx| {
             let done = || {
-                self.queue.len() < high_water
+                !self.past_high_water()
                     || self.overflowed.load(Ordering::Acquire)
                     || self.closed.load(Ordering::Acquire)
             };
@@ -201,14 +265,19 @@ impl Outbox {
         .await
     }
 
-    /// Items currently queued.
+    /// Items currently queued (counted as they are pushed, so one being pushed is included).
     pub fn len(&self) -> usize {
-        self.queue.len()
+        Load(self.load.load(Ordering::Acquire)).frames() as usize
     }
 
-    /// Whether nothing is queued.
+    /// Bytes of frames currently queued.
+    pub fn bytes(&self) -> u64 {
+        Load(self.load.load(Ordering::Acquire)).bytes()
+    }
+
+    /// Whether nothing is stored for the writer.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.chain.is_empty()
     }
 
     /// Whether the queue overflowed under policy `disconnect`.
@@ -277,8 +346,15 @@ impl Outbox {
         .await
     }
 
+    /// Stored items, not counted ones: a pusher wakes the writer after storing, so a writer that
+    /// found nothing stored is woken again once the item is there.
     fn has_work(&self) -> bool {
-        !self.queue.is_empty()
+        let counted = Load(self.load.load(Ordering::Acquire)).frames() > 0;
+        // The count says so, unless the writer's last take found nothing although items were
+        // counted (their pushers had not stored them yet): then look at the chain itself, so the
+        // writer parks until those pushers wake it instead of spinning. Most wake-ups take the
+        // first branch and never touch the chain's lock.
+        (counted && (!self.starved.load(Ordering::Relaxed) || !self.chain.is_empty()))
             || self.overflowed.load(Ordering::Acquire)
             || self.closed.load(Ordering::Acquire)
     }
@@ -286,12 +362,19 @@ impl Outbox {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::broker::{Frame, StoredEvent};
 
     fn frame(s: &'static str) -> Outgoing {
+        event_of(Frame::from_static(s))
+    }
+
+    fn event_of(frame: Frame) -> Outgoing {
         Outgoing::Event(Arc::new(StoredEvent {
             seq: 1,
-            frame: Frame::from_static(s),
+            frame,
             id: 0..0,
             payload: 0..0,
             ts: 0..0,
@@ -373,5 +456,85 @@ mod tests {
             .expect("writer woken");
         assert_eq!(text(o.pop()), "x");
         t.join().unwrap();
+    }
+
+    fn sized(n: usize) -> Outgoing {
+        Outgoing::frame(Frame::from("x".repeat(n)))
+    }
+
+    #[test]
+    fn an_idle_outbox_holds_no_queue_memory() {
+        let o = Outbox::new(10_000, SlowConsumerPolicy::Disconnect);
+        assert_eq!(o.slots(), 0, "nothing allocated before the first push");
+        o.push(frame("ack"));
+        assert_eq!(o.slots(), chain::FIRST_SEGMENT);
+        assert_eq!(text(o.pop()), "ack");
+        assert!(o.release_if_idle());
+        assert_eq!(o.slots(), 0, "given back once idle");
+        o.push(frame("again"));
+        assert!(!o.release_if_idle(), "never while something is queued");
+        assert_eq!(text(o.pop()), "again");
+    }
+
+    #[test]
+    fn a_burst_grows_the_chain_in_order_and_spent_segments_go() {
+        let o = Outbox::new(10_000, SlowConsumerPolicy::Disconnect);
+        for i in 0..5_000 {
+            assert_eq!(o.push(sized(i % 7)), Pushed::Queued);
+        }
+        assert_eq!(o.len(), 5_000);
+        assert!(o.slots() >= 5_000 && o.slots() < 10_000, "{}", o.slots());
+        let mut out = Vec::new();
+        let mut n = 0;
+        while o.pop_into(100, &mut out) > 0 {
+            for item in out.drain(..) {
+                assert_eq!(item.weight(), (n % 7) as u64, "FIFO across segments");
+                n += 1;
+            }
+        }
+        assert_eq!(n, 5_000);
+        assert_eq!((o.len(), o.bytes()), (0, 0));
+        assert!(
+            o.slots() <= 4096,
+            "only the last segment stays: {}",
+            o.slots()
+        );
+    }
+
+    #[test]
+    fn the_byte_limit_applies_before_the_frame_limit() {
+        let o = Outbox::new(100, SlowConsumerPolicy::Disconnect).with_max_bytes(1024);
+        for _ in 0..3 {
+            assert_eq!(o.push(sized(300)), Pushed::Queued);
+        }
+        assert_eq!(o.bytes(), 900);
+        assert!(o.past_high_water(), "past half the bytes");
+        assert!(o.has_room(1), "but not full");
+        assert_eq!(o.push(sized(300)), Pushed::Rejected, "1,200 bytes > 1,024");
+        assert!(o.overflowed());
+        assert_eq!(o.len(), 3, "the refused item is not counted");
+    }
+
+    #[test]
+    fn one_item_larger_than_the_byte_limit_still_goes_to_an_empty_queue() {
+        let o = Outbox::new(100, SlowConsumerPolicy::Disconnect).with_max_bytes(1024);
+        assert_eq!(o.push(sized(5000)), Pushed::Queued);
+        assert_eq!(o.push(sized(1)), Pushed::Rejected);
+    }
+
+    #[test]
+    fn drop_oldest_evicts_until_the_bytes_fit() {
+        let o = Outbox::new(100, SlowConsumerPolicy::DropOldest).with_max_bytes(1024);
+        for _ in 0..3 {
+            o.push(frame_event(300));
+        }
+        assert_eq!(o.push(frame_event(700)), Pushed::DroppedOldest);
+        assert_eq!(o.dropped(), 2, "two of 300 make room for 700");
+        assert_eq!(o.bytes(), 1000);
+        assert!(!o.overflowed());
+    }
+
+    fn frame_event(n: usize) -> Outgoing {
+        event_of(Frame::from("e".repeat(n)))
     }
 }

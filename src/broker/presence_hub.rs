@@ -44,7 +44,7 @@ impl PresenceHub {
                         continue;
                     }
                     // One slot stays free for replies: a notice never makes a slow consumer.
-                    let room = outbox.len() + 1 < outbox.capacity();
+                    let room = outbox.has_room(2);
                     let pushed = room
                         && outbox.push(Outgoing::Notice(Box::new(frame.clone())))
                             != Pushed::Rejected;

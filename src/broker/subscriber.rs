@@ -109,11 +109,12 @@ pub(crate) struct FanOut {
 }
 
 impl FanOut {
-    /// Queues `item` in `outbox` without waiting and counts what happened. An overflowed outbox
+    /// Queues `item` (of [`Outgoing::weight`] `weight`, weighed once per publish) in `outbox`
+    /// without waiting and counts what happened. An overflowed outbox
     /// is closed by its own writer task; the publisher never waits.
     #[inline]
-    pub(crate) fn add(&mut self, outbox: &Outbox, item: Outgoing) {
-        match outbox.push(item) {
+    pub(crate) fn add(&mut self, outbox: &Outbox, item: Outgoing, weight: u64) {
+        match outbox.push_weighed(item, weight) {
             Pushed::Queued => self.delivered += 1,
             Pushed::DroppedOldest => {
                 self.delivered += 1;

@@ -314,11 +314,12 @@ impl Topic {
         });
         let mut counts = FanOut::default();
         let subscribers = self.subscribers.load();
+        let weight = Outgoing::Event(stored.clone()).weight();
         for recipient in &subscribers.plain {
-            counts.add(&recipient.outbox, Outgoing::Event(stored.clone()));
+            counts.add(&recipient.outbox, Outgoing::Event(stored.clone()), weight);
         }
         for recipient in &subscribers.seed_c {
-            counts.add(&recipient.outbox, Outgoing::SeedC(stored.clone()));
+            counts.add(&recipient.outbox, Outgoing::SeedC(stored.clone()), weight);
         }
         let FanOut {
             delivered,

@@ -50,6 +50,7 @@ impl ServerArgs {
             addr,
             api_key: self.api_key.filter(|k| !k.is_empty()),
             subscriber_queue_size: self.subscriber_queue_size,
+            subscriber_queue_bytes: self.subscriber_queue_bytes,
             slow_consumer_policy: self.slow_consumer_policy,
             ring_buffer_size,
             auto_create_topics: self.auto_create_topics,

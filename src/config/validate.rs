@@ -3,7 +3,7 @@
 
 use super::presence::{MAX_PRESENCE_COALESCE_MS, MAX_PRESENCE_TTL_SECS};
 use super::values::{allowed, UNBOUNDED};
-use super::{Config, ConfigError, MAX_MESSAGE, MAX_QUEUE, MAX_REPLICAS, MAX_SECS};
+use super::{Config, ConfigError, MAX_MESSAGE, MAX_QUEUE, MAX_QUEUE_BYTES, MAX_REPLICAS, MAX_SECS};
 
 impl Config {
     /// Rejects values the broker cannot run with (zero-sized queues, zero intervals, ...), named
@@ -16,6 +16,12 @@ impl Config {
                 self.subscriber_queue_size as u64,
                 1,
                 MAX_QUEUE,
+            ),
+            (
+                "SUBSCRIBER_QUEUE_BYTES",
+                self.subscriber_queue_bytes,
+                1024,
+                MAX_QUEUE_BYTES,
             ),
             (
                 "RING_BUFFER_SIZE",

@@ -1,7 +1,6 @@
 //! Request routing, auth (PROTOCOL.md §4), CORS and the JSON error body every failure carries.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,11 +19,10 @@ use crate::error::{ApiError, ErrorCode};
 pub(crate) async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
-    peer: SocketAddr,
 ) -> Result<HttpResponse, Infallible> {
     let method = req.method().clone();
     let template = route_template(req.uri().path());
-    let mut response = route(state.clone(), req, peer).await;
+    let mut response = route(state.clone(), req).await;
     let status = response.status().as_u16();
     state.metrics.http_request(template, &method, status);
     debug!(%method, route = template, status, "request");
@@ -37,7 +35,7 @@ pub(crate) async fn handle(
     Ok(response)
 }
 
-async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+async fn route(state: Arc<State>, req: Request<Incoming>) -> HttpResponse {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if req.method() == Method::OPTIONS {
@@ -82,13 +80,13 @@ async fn route(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> H
     let result = match segments.as_slice() {
         ["ws"] => match allow(&req, &get) {
             Some(r) => Ok(r),
-            None => upgrade::upgrade(state, caller, req, peer, None).await,
+            None => upgrade::upgrade(state, caller, req, None).await,
         },
         ["ws", "sub", topic] => match allow(&req, &get) {
             Some(r) => Ok(r),
             None => {
                 let topic = percent_decode(topic);
-                upgrade::upgrade(state, caller, req, peer, Some(topic)).await
+                upgrade::upgrade(state, caller, req, Some(topic)).await
             }
         },
         ["topics"] => match *req.method() {

@@ -172,14 +172,14 @@ fn serve_connection(state: &Arc<State>, stream: TcpStream, peer: SocketAddr) {
     tracker.spawn(
         async move {
             let Some(tls) = state.tls.clone() else {
-                return serve_http(state, stream, peer, conn).await;
+                return serve_http(state, stream, conn).await;
             };
             let accepted = tokio::select! {
                 accepted = tls::accept(tls, stream, state.config.header_read_timeout) => accepted,
                 _ = state.shutdown.cancelled() => return,
             };
             match accepted {
-                Ok(stream) => serve_http(state, stream, peer, conn).await,
+                Ok(stream) => serve_http(state, stream, conn).await,
                 Err(e) => debug!(error = %e, "connection refused"),
             }
         }
@@ -188,7 +188,7 @@ fn serve_connection(state: &Arc<State>, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Serves HTTP/1.1 on `io` until the client leaves or shutdown ends the connection.
-async fn serve_http<S>(state: Arc<State>, io: S, peer: SocketAddr, conn: ConnId)
+async fn serve_http<S>(state: Arc<State>, io: S, conn: ConnId)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -196,7 +196,7 @@ where
     let service = service_fn(move |mut req: Request<Incoming>| {
         // The connection's id, for the WebSocket session an upgrade may start.
         req.extensions_mut().insert(conn);
-        http::handle(service_state.clone(), req, peer)
+        http::handle(service_state.clone(), req)
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -61,14 +61,15 @@ impl State {
             .max_write_buffer_size(config.ws_write_buffer_size.max(limit) * 2)
             .max_message_size(Some(limit))
             .max_frame_size(Some(limit));
+        // Drain groups are children of shutdown, and each connection's stop token a child of its
+        // group, so a connection waits on one token for all three (see `session::reader`).
+        let shutdown = CancellationToken::new();
         Self {
             node,
             draining: AtomicBool::new(false),
-            drain_batches: (0..DRAIN_BATCHES)
-                .map(|_| CancellationToken::new())
-                .collect(),
+            drain_batches: (0..DRAIN_BATCHES).map(|_| shutdown.child_token()).collect(),
             config,
-            shutdown: CancellationToken::new(),
+            shutdown,
             tracker: TaskTracker::new(),
             ws_config,
             metrics: Metrics::default(),

@@ -2,7 +2,6 @@
 //! the upgraded socket to a session task. Every refusal happens here, before the upgrade, as a
 //! JSON error with a 4xx/5xx status.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tracing::{debug, Instrument, Span};
+use tracing::{Instrument, Span};
 
 use super::request::query_param;
 use super::response::HttpResponse;
@@ -61,7 +60,6 @@ pub(super) async fn upgrade(
     state: Arc<State>,
     caller: Caller,
     mut req: Request<Incoming>,
-    peer: SocketAddr,
     topic: Option<String>,
 ) -> Result<HttpResponse, ApiError> {
     if state.shutdown.is_cancelled() || state.draining.load(Ordering::Relaxed) {
@@ -169,15 +167,9 @@ pub(super) async fn upgrade(
     };
     let deflate = extensions.is_some();
     let on_upgrade = hyper::upgrade::on(&mut req);
-    state.tracker.spawn(
-        async move {
-            match on_upgrade.await {
-                Ok(upgraded) => session::run(session, upgraded, deflate).await,
-                Err(e) => debug!(%peer, error = %e, "websocket upgrade failed"),
-            }
-        }
-        .instrument(span),
-    );
+    state
+        .tracker
+        .spawn(session::run(session, on_upgrade, deflate).instrument(span));
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();

@@ -62,10 +62,7 @@ impl Topic {
             .all()
             .find(|r| {
                 let outbox = &r.outbox;
-                outbox.len() >= outbox.capacity()
-                    && !outbox.is_closed()
-                    && !outbox.overflowed()
-                    && !skip(outbox)
+                !outbox.has_room(1) && !outbox.is_closed() && !outbox.overflowed() && !skip(outbox)
             })
             .map(|r| r.outbox.clone());
         full

@@ -56,7 +56,7 @@ impl Pace {
         let key = |outbox: &Arc<Outbox>| Arc::as_ptr(outbox) as usize;
         while let Some(outbox) = topic.full_outbox(|o| self.given_up.contains(&key(o))) {
             let deadline = Instant::now() + CATCH_UP_WAIT;
-            while outbox.len() >= outbox.capacity() && !outbox.is_closed() && !outbox.overflowed() {
+            while !outbox.has_room(1) && !outbox.is_closed() && !outbox.overflowed() {
                 if Instant::now() >= deadline {
                     self.given_up.insert(key(&outbox));
                     break;

@@ -15,15 +15,17 @@ mod reader;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -82,37 +84,85 @@ enum Due {
     Expired,
 }
 
-/// Serves one upgraded WebSocket until it closes. `session` was created before the upgrade
-/// answer was sent, so a `/ws/sub/{topic}` socket is subscribed before the client can see it open.
-/// It runs inside the connection's span, which names the connection, peer and route.
-/// `deflate`: the handshake negotiated permessage-deflate.
-pub(super) async fn run(mut session: Session, upgraded: Upgraded, deflate: bool) {
-    let state = session.state.clone();
-    state.node.session_opened();
-    // The reader and the writer each own a half of the socket; a TCP stream splits without a
-    // lock. Anything else hyper might hand us gets tokio's (locking) split.
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => {
-            let (read, write) = parts.io.into_inner().into_split();
-            serve(&mut session, read, write, parts.read_buf, deflate).await
-        }
-        Err(upgraded) => {
-            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            serve(&mut session, read, write, Bytes::new(), deflate).await
+/// Serves one WebSocket until it closes, once hyper has handed the connection over. `session` was
+/// created before the upgrade answer was sent, so a `/ws/sub/{topic}` socket is subscribed before
+/// the client can see it open. It runs inside the connection's span, which names the connection,
+/// peer and route. `deflate`: the handshake negotiated permessage-deflate.
+///
+/// This and `serve` are plain functions returning `async move` blocks, not `async fn`s: an async fn
+/// moves its arguments into locals, so its future holds each argument twice, and a connection's
+/// task lives as long as the connection. Setup is done in sync helpers for the same reason: a
+/// local that was ever borrowed keeps its place in the future until its scope ends.
+#[allow(clippy::manual_async_fn)]
+pub(super) fn run(
+    session: Session,
+    on_upgrade: OnUpgrade,
+    deflate: bool,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => return debug!(error = %e, "websocket upgrade failed"),
+        };
+        session.state.node.session_opened();
+        // The reader and the writer each own a half of the socket; a TCP stream splits without
+        // a lock. Anything else hyper might hand us gets tokio's (locking) split.
+        let tcp = upgraded.downcast::<TokioIo<TcpStream>>();
+        match tcp {
+            Ok(parts) => {
+                let (read, write) = parts.io.into_inner().into_split();
+                hand_over(session, read, write, parts.read_buf, deflate).await
+            }
+            Err(upgraded) => {
+                let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+                hand_over(session, read, write, Bytes::new(), deflate).await
+            }
         }
     }
-    state.node.session_closed();
 }
 
-/// `read_ahead`: bytes hyper read past the upgrade request, the start of the WebSocket stream.
-async fn serve<R, W>(session: &mut Session, read: R, write: W, read_ahead: Bytes, deflate: bool)
+/// Starts the connection's writer and reading task on the socket's halves, and lets the upgrade's
+/// task end: what the upgrade needed (hyper's handle, the socket before it was split) is not
+/// carried for the connection's life. `read_ahead`: bytes hyper read past the upgrade request.
+async fn hand_over<R, W>(session: Session, read: R, write: W, read_ahead: Bytes, deflate: bool)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let (reader, writing) = start(&session, read, write, read_ahead, deflate);
+    // tungstenite's own buffer lives as long as the connection, so it is small; `ReadAhead` does
+    // the large reads.
+    let config = session
+        .state
+        .ws_config
+        .read_buffer_size(wire::TUNGSTENITE_READ_BUFFER);
+    let stream = WebSocketStream::from_raw_socket(reader, Role::Server, Some(config)).await;
+    let tracker = session.state.tracker.clone();
+    tracker.spawn(serve(session, stream, writing).instrument(Span::current()));
+}
+
+/// The writing half once started: its task, how to tell it the close frame, and the connection's
+/// stop token (cancelled by shutdown, by the connection's drain group, or by the writer ending).
+struct Writing {
+    task: JoinHandle<()>,
+    close_tx: oneshot::Sender<Option<Box<Closing>>>,
+    stop: CancellationToken,
+}
+
+/// Starts the writer task on `write` and returns the reading half for tungstenite.
+/// `read_ahead`: bytes hyper read past the upgrade request, the start of the WebSocket stream.
+fn start<R, W>(
+    session: &Session,
+    read: R,
+    write: W,
+    read_ahead: Bytes,
+    deflate: bool,
+) -> (ReadAhead<R>, Writing)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     debug!("connected");
-    let state = session.state.clone();
-    let outbox = session.subscriber.outbox.clone();
+    let state = &session.state;
     let control = Arc::new(ControlOut::default());
     // `read_ahead` keeps hyper's whole read buffer (8 KiB) alive, even when empty: copy out what
     // it holds and let it go before the connection settles in.
@@ -128,95 +178,114 @@ where
         // Compressed messages are inflated to at most what tungstenite accepts plain.
         reader.inflate(state.ws_config.max_message_size.unwrap_or(usize::MAX));
     }
-    // tungstenite's buffer lives as long as the connection; ReadAhead does the large reads.
-    let ws_config = state
-        .ws_config
-        .read_buffer_size(wire::TUNGSTENITE_READ_BUFFER);
-    let mut stream = WebSocketStream::from_raw_socket(reader, Role::Server, Some(ws_config)).await;
-    let writer_done = CancellationToken::new();
+    let stop = session.drain.child_token();
     let (close_tx, close_rx) = oneshot::channel();
-    let writer = state.tracker.spawn(
-        Writer::new(write, state.clone(), control, outbox.clone(), deflate)
-            .run(close_rx, writer_done.clone())
+    let outbox = session.subscriber.outbox.clone();
+    let task = state.tracker.spawn(
+        Writer::new(write, state.clone(), control, outbox, deflate)
+            .run(close_rx, stop.clone())
             .instrument(Span::current()),
     );
-    let end = session.read_loop(&mut stream, &writer_done).await;
-    debug!(?end, "read loop ended");
-    if matches!(end, ReadEnd::PeerClosed) {
-        // tungstenite queued its reply to the peer's close; hand it to the writer before the
-        // writer is told to finish. The "connection closed" error that follows is expected.
-        let _ = stream.flush().await;
-    }
-    session.unsubscribe_all();
-    let close = match end {
-        ReadEnd::Idle => Some(close_frame(CloseCode::Away, "idle timeout")),
-        ReadEnd::TooBig => Some(close_frame(CloseCode::Size, "message too big")),
-        ReadEnd::BadUtf8 => Some(close_frame(CloseCode::Invalid, "text frame is not UTF-8")),
-        ReadEnd::BadDeflate => Some(close_frame(
-            CloseCode::Invalid,
-            "compressed message is not valid deflate data",
-        )),
-        ReadEnd::ControlFlood => Some(close_frame(
-            CloseCode::Policy,
-            "too many control frames (MAX_CONTROL_FRAMES_PER_SEC)",
-        )),
-        ReadEnd::Restart => Some(close_frame(
-            CloseCode::Restart,
-            "node restarting; reconnect",
-        )),
-        ReadEnd::AuthTimeout => Some(close_frame(CloseCode::Policy, "authentication timeout")),
-        ReadEnd::TokenExpired => Some(close_frame(CloseCode::Policy, "token expired")),
-        _ => None,
+    let writing = Writing {
+        task,
+        close_tx,
+        stop,
     };
-    // The reason in JSON too, for clients that do not read close reasons.
-    let last_words = match end {
-        ReadEnd::AuthTimeout => Some(frames::error(
-            None,
-            &ApiError::new(
-                ErrorCode::Unauthorized,
-                "no credentials within AUTH_TIMEOUT_SECS: send {\"type\":\"auth\",\"token\":…}",
-            ),
-        )),
-        ReadEnd::TokenExpired => Some(frames::error(
-            None,
-            &ApiError::new(
-                ErrorCode::TokenExpired,
-                "token expired without a refresh; reconnect with a new token",
-            ),
-        )),
-        _ => None,
-    };
-    let close = close.map(|frame| Box::new(Closing { frame, last_words }));
-    let linger = matches!(
-        end,
-        ReadEnd::Idle
-            | ReadEnd::TooBig
-            | ReadEnd::Shutdown
-            | ReadEnd::WriterGone
-            | ReadEnd::ControlFlood
-            | ReadEnd::Restart
-            | ReadEnd::AuthTimeout
-            | ReadEnd::TokenExpired
-    );
-    let _ = close_tx.send(close);
-    let _ = writer.await;
-    outbox.close();
-    if outbox.overflowed() || matches!(end, ReadEnd::Stalled) {
-        state.node.slow_consumer_closed();
-    }
-    if linger {
-        // We sent a close frame: read until the peer's answer (or give up soon), so the socket is
-        // not reset under data the client has not read yet.
-        let _ = tokio::time::timeout(CLOSE_LINGER, async {
-            while let Some(Ok(message)) = stream.next().await {
-                if message.is_close() {
-                    break;
+    (reader, writing)
+}
+
+/// Reads until the connection ends, then closes it the way its end asks for. Not an `async fn`,
+/// for the reason given at [`run`].
+#[allow(clippy::manual_async_fn)]
+fn serve<R>(
+    mut session: Session,
+    mut stream: WebSocketStream<ReadAhead<R>>,
+    writing: Writing,
+) -> impl Future<Output = ()> + Send
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    async move {
+        let end = session.read_loop(&mut stream, &writing.stop).await;
+        debug!(?end, "read loop ended");
+        if matches!(end, ReadEnd::PeerClosed) {
+            // tungstenite queued its reply to the peer's close; hand it to the writer before the
+            // writer is told to finish. The "connection closed" error that follows is expected.
+            let _ = stream.flush().await;
+        }
+        session.unsubscribe_all();
+        let close = match end {
+            ReadEnd::Idle => Some(close_frame(CloseCode::Away, "idle timeout")),
+            ReadEnd::TooBig => Some(close_frame(CloseCode::Size, "message too big")),
+            ReadEnd::BadUtf8 => Some(close_frame(CloseCode::Invalid, "text frame is not UTF-8")),
+            ReadEnd::BadDeflate => Some(close_frame(
+                CloseCode::Invalid,
+                "compressed message is not valid deflate data",
+            )),
+            ReadEnd::ControlFlood => Some(close_frame(
+                CloseCode::Policy,
+                "too many control frames (MAX_CONTROL_FRAMES_PER_SEC)",
+            )),
+            ReadEnd::Restart => Some(close_frame(
+                CloseCode::Restart,
+                "node restarting; reconnect",
+            )),
+            ReadEnd::AuthTimeout => Some(close_frame(CloseCode::Policy, "authentication timeout")),
+            ReadEnd::TokenExpired => Some(close_frame(CloseCode::Policy, "token expired")),
+            _ => None,
+        };
+        // The reason in JSON too, for clients that do not read close reasons.
+        let last_words = match end {
+            ReadEnd::AuthTimeout => Some(frames::error(
+                None,
+                &ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "no credentials within AUTH_TIMEOUT_SECS: send {\"type\":\"auth\",\"token\":…}",
+                ),
+            )),
+            ReadEnd::TokenExpired => Some(frames::error(
+                None,
+                &ApiError::new(
+                    ErrorCode::TokenExpired,
+                    "token expired without a refresh; reconnect with a new token",
+                ),
+            )),
+            _ => None,
+        };
+        let close = close.map(|frame| Box::new(Closing { frame, last_words }));
+        let linger = matches!(
+            end,
+            ReadEnd::Idle
+                | ReadEnd::TooBig
+                | ReadEnd::Shutdown
+                | ReadEnd::WriterGone
+                | ReadEnd::ControlFlood
+                | ReadEnd::Restart
+                | ReadEnd::AuthTimeout
+                | ReadEnd::TokenExpired
+        );
+        let _ = writing.close_tx.send(close);
+        let _ = writing.task.await;
+        let outbox = &session.subscriber.outbox;
+        outbox.close();
+        if outbox.overflowed() || matches!(end, ReadEnd::Stalled) {
+            session.state.node.slow_consumer_closed();
+        }
+        if linger {
+            // We sent a close frame: read until the peer's answer (or give up soon), so the socket is
+            // not reset under data the client has not read yet.
+            let _ = tokio::time::timeout(CLOSE_LINGER, async {
+                while let Some(Ok(message)) = stream.next().await {
+                    if message.is_close() {
+                        break;
+                    }
                 }
-            }
-        })
-        .await;
+            })
+            .await;
+        }
+        debug!("disconnected");
+        session.state.node.session_closed();
     }
-    debug!("disconnected");
 }
 
 /// The reading half's state: the connection's subscriptions. Dropping it unsubscribes them all,
@@ -291,10 +360,13 @@ impl Session {
             Some(name) => name.into(),
             None => format!("conn-{}", conn.0).into(),
         };
-        let outbox = Arc::new(Outbox::new(
-            state.config.subscriber_queue_size,
-            state.config.slow_consumer_policy,
-        ));
+        let outbox = Arc::new(
+            Outbox::new(
+                state.config.subscriber_queue_size,
+                state.config.slow_consumer_policy,
+            )
+            .with_max_bytes(state.config.subscriber_queue_bytes),
+        );
         let group = (conn.0 % state.drain_batches.len() as u64) as usize;
         let mut session = Self {
             subscriber: Subscriber {

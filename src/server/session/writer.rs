@@ -26,6 +26,9 @@ pub(super) const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Most outbox items taken per batch; bounds how long a batch holds the socket.
 const MAX_BATCH: usize = 1024;
 
+/// Outbox items taken at a time: the outbox's lock is held while taking, not while framing.
+const CHUNK: usize = 64;
+
 /// Why the writer stopped writing a batch.
 enum Interrupt {
     /// The batch was written (or the socket failed).
@@ -57,6 +60,9 @@ pub(super) struct Writer<W> {
     max_buffer: usize,
     /// The connection's outbound queue.
     outbox: Arc<Outbox>,
+    /// Items just taken from the outbox, on their way into `wire`; kept between batches and
+    /// given back with the wire's buffers.
+    taken: Vec<Outgoing>,
     /// Server shutdown: flush, announce, close 1001.
     shutdown: CancellationToken,
     /// `HEARTBEAT_INTERVAL_SECS`.
@@ -85,6 +91,7 @@ where
             closed: false,
             max_buffer: state.ws_config.max_write_buffer_size,
             outbox,
+            taken: Vec::new(),
             shutdown: state.shutdown.clone(),
             heartbeat: state.config.heartbeat_interval,
             drain_timeout: state.config.shutdown_timeout,
@@ -93,81 +100,91 @@ where
     }
 
     /// Writes until the connection ends; cancels `done` when it stops, however it stops.
-    pub(super) async fn run(
+    ///
+    /// A plain function returning an `async move` block rather than an `async fn`: an async fn
+    /// moves its arguments into locals, so the future would hold the writer twice for the
+    /// connection's whole life (184 bytes per idle connection).
+    #[allow(clippy::manual_async_fn)]
+    pub(super) fn run(
         mut self,
         mut close_rx: oneshot::Receiver<Option<Box<Closing>>>,
         done: CancellationToken,
-    ) {
-        // However the writer ends, the reader must stop too.
-        let _done = done.drop_guard();
-        let mut tick = interval_at(Instant::now() + self.heartbeat, self.heartbeat);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            if self.closed {
-                // tungstenite answered the peer's close; wait for the reader to notice.
-                let _ = tokio::time::timeout(CLOSE_LINGER, &mut close_rx).await;
-                return;
-            }
-            let heartbeat = tokio::select! {
-                biased;
-                _ = self.shutdown.cancelled() => return self.drain_and_close().await,
-                end = &mut close_rx => return self.close(end.ok().flatten()).await,
-                _ = self.outbox.ready() => false,
-                _ = self.control.ready() => false,
-                _ = tick.tick() => true,
-            };
-            if heartbeat {
-                // A connection that has been quiet for a heartbeat gives back its batch buffers.
-                self.wire.release();
-            }
-            if self.outbox.overflowed() {
-                return self.slow_consumer().await;
-            }
-            // Control frames first: a pong answers a ping that arrived before these events.
-            self.take_control();
-            if !self.closed {
-                if heartbeat {
-                    // Seed clients read every text frame as a message: Ping only.
-                    if !self.outbox.is_quiet() {
-                        self.wire.text(&frames::info_heartbeat());
-                    }
-                    self.wire.ping();
-                } else {
-                    self.state.metrics.outbox_depth(self.outbox.len());
-                }
-                self.take_outbox(MAX_BATCH);
-            }
-            // While the socket is slow, keep taking from the outbox up to `max_buffer` bytes, so
-            // a client that pipelines requests before reading is not held up by its own replies
-            // at the outbox's high-water mark (the reader's backpressure) too early.
+    ) -> impl std::future::Future<Output = ()> {
+        async move {
+            // However the writer ends, the reader must stop too.
+            let _done = done.drop_guard();
+            let mut tick = interval_at(Instant::now() + self.heartbeat, self.heartbeat);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
-                let room = !self.closed
-                    && self.wire.queued() < self.max_buffer
-                    && !self.outbox.is_closed();
-                let interrupt = tokio::select! {
+                if self.closed {
+                    // tungstenite answered the peer's close; wait for the reader to notice.
+                    let _ = tokio::time::timeout(CLOSE_LINGER, &mut close_rx).await;
+                    return;
+                }
+                let heartbeat = tokio::select! {
                     biased;
-                    _ = self.shutdown.cancelled() => Interrupt::Shutdown,
-                    end = &mut close_rx => Interrupt::Close(end.ok().flatten()),
-                    _ = self.outbox.overflow() => Interrupt::Overflow,
-                    written = self.wire.write_to(&mut self.io) => Interrupt::Written(written),
-                    _ = self.control.ready() => Interrupt::More,
-                    _ = self.outbox.ready(), if room => Interrupt::More,
+                    _ = self.shutdown.cancelled() => return Box::pin(self.drain_and_close()).await,
+                    end = &mut close_rx => return Box::pin(self.close(end.ok().flatten())).await,
+                    _ = self.outbox.ready() => false,
+                    _ = self.control.ready() => false,
+                    _ = tick.tick() => true,
                 };
-                match interrupt {
-                    Interrupt::Written(Ok(())) => break,
-                    Interrupt::Written(Err(e)) => {
-                        debug!(error = %e, "write failed");
-                        return;
-                    }
-                    Interrupt::More => {
-                        self.take_control();
-                        if !self.closed {
-                            self.take_outbox(MAX_BATCH);
+                if heartbeat {
+                    // A connection that has been quiet for a heartbeat gives back its batch buffers
+                    // and its queue's memory.
+                    self.wire.release();
+                    self.taken = Vec::new();
+                    self.outbox.release_if_idle();
+                }
+                if self.outbox.overflowed() {
+                    return Box::pin(self.slow_consumer()).await;
+                }
+                // Control frames first: a pong answers a ping that arrived before these events.
+                self.take_control();
+                if !self.closed {
+                    if heartbeat {
+                        // Seed clients read every text frame as a message: Ping only.
+                        if !self.outbox.is_quiet() {
+                            self.wire.text(&frames::info_heartbeat());
                         }
+                        self.wire.ping();
+                    } else {
+                        self.state.metrics.outbox_depth(self.outbox.len());
                     }
-                    Interrupt::Shutdown => return self.drain_and_close().await,
-                    Interrupt::Close(frame) => return self.close(frame).await,
-                    Interrupt::Overflow => return self.slow_consumer().await,
+                    self.take_outbox(MAX_BATCH);
+                }
+                // While the socket is slow, keep taking from the outbox up to `max_buffer` bytes, so
+                // a client that pipelines requests before reading is not held up by its own replies
+                // at the outbox's high-water mark (the reader's backpressure) too early.
+                loop {
+                    let room = !self.closed
+                        && self.wire.queued() < self.max_buffer
+                        && !self.outbox.is_closed();
+                    let interrupt = tokio::select! {
+                        biased;
+                        _ = self.shutdown.cancelled() => Interrupt::Shutdown,
+                        end = &mut close_rx => Interrupt::Close(end.ok().flatten()),
+                        _ = self.outbox.overflow() => Interrupt::Overflow,
+                        written = self.wire.write_to(&mut self.io) => Interrupt::Written(written),
+                        _ = self.control.ready() => Interrupt::More,
+                        _ = self.outbox.ready(), if room => Interrupt::More,
+                    };
+                    match interrupt {
+                        Interrupt::Written(Ok(())) => break,
+                        Interrupt::Written(Err(e)) => {
+                            debug!(error = %e, "write failed");
+                            return;
+                        }
+                        Interrupt::More => {
+                            self.take_control();
+                            if !self.closed {
+                                self.take_outbox(MAX_BATCH);
+                            }
+                        }
+                        Interrupt::Shutdown => return Box::pin(self.drain_and_close()).await,
+                        Interrupt::Close(frame) => return Box::pin(self.close(frame)).await,
+                        Interrupt::Overflow => return Box::pin(self.slow_consumer()).await,
+                    }
                 }
             }
         }
@@ -185,12 +202,19 @@ where
     /// frame as a message, so its `info` frames are not sent (PROTOCOL.md §2).
     fn take_outbox(&mut self, max: usize) {
         let quiet = self.outbox.is_quiet();
-        for _ in 0..max {
-            let Some(item) = self.outbox.pop() else { break };
-            if quiet && matches!(item, Outgoing::Info(_) | Outgoing::Notice(_)) {
-                continue;
+        let mut left = max;
+        while left > 0 {
+            let taken = self.outbox.pop_into(left.min(CHUNK), &mut self.taken);
+            for item in self.taken.drain(..) {
+                if quiet && matches!(item, Outgoing::Info(_) | Outgoing::Notice(_)) {
+                    continue;
+                }
+                self.wire.item(item);
             }
-            self.wire.item(item);
+            if taken < CHUNK.min(left) {
+                break;
+            }
+            left -= taken;
         }
     }
 
@@ -224,7 +248,7 @@ where
                 None,
                 &ApiError::new(
                     ErrorCode::SlowConsumer,
-                    "outbound queue overflowed; closing (SUBSCRIBER_QUEUE_SIZE)",
+                    "outbound queue overflowed; closing (SUBSCRIBER_QUEUE_SIZE or SUBSCRIBER_QUEUE_BYTES)",
                 ),
             ));
             self.queue_close(&close_frame(CloseCode::Policy, "slow consumer"));
