@@ -19,6 +19,7 @@ use std::task::Poll;
 use crate::config::SlowConsumerPolicy;
 use crate::sync::{AtomicBool, AtomicU64, AtomicWaker};
 use chain::Chain;
+pub(crate) use outgoing::event_weight;
 pub use outgoing::{Outgoing, Replayed};
 
 /// `SUBSCRIBER_QUEUE_BYTES`' default, for outboxes made without one (tests, embedders).
@@ -220,7 +221,8 @@ impl Outbox {
     }
 
     /// Queue slots allocated now (zero while idle).
-    pub fn slots(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn slots(&self) -> usize {
         self.chain.slots()
     }
 
@@ -234,7 +236,7 @@ impl Outbox {
     /// node catching up with the cluster) checks first.
     pub fn has_room(&self, spare: usize) -> bool {
         let load = Load(self.load.load(Ordering::Acquire));
-        load.frames() + (spare as u64) < self.max_frames + 1 && load.bytes() < self.max_bytes
+        load.frames() + spare as u64 <= self.max_frames && load.bytes() < self.max_bytes
     }
 
     /// Whether the queue is at its high-water mark: half of either limit. The connection's
@@ -271,7 +273,8 @@ impl Outbox {
     }
 
     /// Bytes of frames currently queued.
-    pub fn bytes(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> u64 {
         Load(self.load.load(Ordering::Acquire)).bytes()
     }
 

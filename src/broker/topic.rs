@@ -23,7 +23,7 @@ use super::event::{EventBuilder, StoredEvent};
 use super::history::{History, SparseRing};
 use super::lifecycle::{self, Lifecycle};
 use super::members::Members;
-use super::outbox::{Outgoing, Replayed};
+use super::outbox::{event_weight, Outgoing, Replayed};
 use super::presence::{Joining, Presence};
 use super::rate_limit::RateLimiter;
 use super::ring::Ring;
@@ -314,7 +314,7 @@ impl Topic {
         });
         let mut counts = FanOut::default();
         let subscribers = self.subscribers.load();
-        let weight = Outgoing::Event(stored.clone()).weight();
+        let weight = event_weight(&stored);
         for recipient in &subscribers.plain {
             counts.add(&recipient.outbox, Outgoing::Event(stored.clone()), weight);
         }

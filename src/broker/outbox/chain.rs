@@ -123,7 +123,8 @@ impl Chain {
         true
     }
 
-    /// Slots held now, for tests and the memory figures.
+    /// Slots held now.
+    #[cfg(test)]
     pub(super) fn slots(&self) -> usize {
         self.segments.read().iter().map(|s| s.capacity()).sum()
     }

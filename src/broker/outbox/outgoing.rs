@@ -77,20 +77,26 @@ impl Outgoing {
     /// when queued and when taken. A seed-c event weighs its canonical frame, which it is
     /// rendered from, so weighing never renders it in the publisher's fan-out.
     pub fn weight(&self) -> u64 {
-        let weight = match self {
-            Self::Event(event) | Self::SeedC(event) => event.frame.len(),
-            Self::Frame(frame) | Self::Info(frame) | Self::Notice(frame) => frame.len(),
-            Self::Batch(frames) => frames.iter().map(Frame::len).sum(),
+        let frames = |frames: &[Frame]| frames.iter().map(|f| f.len() as u64).sum::<u64>();
+        match self {
+            Self::Event(event) | Self::SeedC(event) => event_weight(event),
+            Self::Frame(frame) | Self::Info(frame) | Self::Notice(frame) => frame.len() as u64,
+            Self::Batch(batch) => frames(batch),
             Self::Replay(replayed) => {
-                replayed.ack.as_ref().map_or(0, Frame::len)
-                    + replayed.events.iter().map(|e| e.frame.len()).sum::<usize>()
+                frames(replayed.ack.as_slice())
+                    + replayed.events.iter().map(|e| event_weight(e)).sum::<u64>()
             }
-        };
-        weight as u64
+        }
     }
 
     /// Whether `drop_oldest` may discard it: a live event or a presence notice, never a reply.
     pub(crate) fn droppable(&self) -> bool {
         matches!(self, Self::Event(_) | Self::SeedC(_) | Self::Notice(_))
     }
+}
+
+/// What one event weighs in any outbox ([`Outgoing::weight`]): a publish weighs it once for all
+/// its subscribers.
+pub(crate) fn event_weight(event: &StoredEvent) -> u64 {
+    event.frame.len() as u64
 }
