@@ -1222,13 +1222,10 @@ async fn partition_subscriber(
     }
 }
 
-/// Node 1 reaches NATS through a proxy that freezes for 4 s, then dies and comes back 2 s later,
-/// while both nodes publish (each ack awaited) and three subscribers on each node read at full
-/// speed. Returns the acknowledged `seq`s and what each subscriber (node 0's first) saw, and the
-/// cluster (its logs are kept if the test then fails).
-async fn partition_run(env: &[(&str, &str)]) -> (Vec<u64>, Vec<Seen>, Cluster) {
+/// A cluster of two nodes, node 1 reaching NATS through a [`LinkProxy`].
+async fn node_behind_proxy(env: &[(&str, &str)]) -> (Cluster, LinkProxy) {
     let mut cluster = Cluster::start(1, env).await;
-    let mut proxy = LinkProxy::start(cluster.nats_port).await;
+    let proxy = LinkProxy::start(cluster.nats_port).await;
     cluster.env.push((
         "NATS_URL".into(),
         format!("nats://127.0.0.1:{}", proxy.port),
@@ -1237,6 +1234,15 @@ async fn partition_run(env: &[(&str, &str)]) -> (Vec<u64>, Vec<Seen>, Cluster) {
     let proc = cluster.spawn_node(port, 1);
     cluster.nodes.push(Node { port, proc });
     cluster.wait_ready(1).await;
+    (cluster, proxy)
+}
+
+/// Node 1 reaches NATS through a proxy that freezes for 4 s, then dies and comes back 2 s later,
+/// while both nodes publish (each ack awaited) and three subscribers on each node read at full
+/// speed. Returns the acknowledged `seq`s and what each subscriber (node 0's first) saw, and the
+/// cluster (its logs are kept if the test then fails).
+async fn partition_run(env: &[(&str, &str)]) -> (Vec<u64>, Vec<Seen>, Cluster) {
+    let (cluster, mut proxy) = node_behind_proxy(env).await;
     let created = http()
         .post(cluster.nodes[0].url("/topics"))
         .json(&json!({"name": "part"}))
@@ -1440,4 +1446,89 @@ async fn a_pipelining_publisher_gets_every_publish_answered_in_order_through_a_n
     assert_eq!(seen.drops, 0, "subscriber disconnected: {:?}", seen.closes);
     assert!(seen.gaps.is_empty(), "{:?}", seen.gaps);
     common::assert::assert_acked_once_in_order("subscriber on node 1", &seen.seqs, &acked);
+}
+
+/// Node 1 reaches NATS through a proxy frozen for 6 s, longer than any single NATS call waits,
+/// while node 0 publishes and its subscriber reads. A client moving to node 1 resumes from what
+/// node 0 gave it: the resume waits until node 1 has caught up and is exact. A `since_seq` the
+/// stream never held is told `recovered: false` without waiting for the same bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_on_a_node_that_lags_past_a_nats_timeout_is_still_exact() {
+    let (cluster, proxy) = node_behind_proxy(&[]).await;
+    let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
+    // Node 1 knows the topic before it is cut off, so it can take the subscribe alone.
+    let created = http()
+        .post(n0.url("/topics"))
+        .json(&json!({"name": "lag"}))
+        .send()
+        .await
+        .expect("POST /topics");
+    assert_eq!(created.status(), 201);
+    let deadline = Instant::now() + SETTLE;
+    while get(&n1.url("/topics/lag")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "node 1 never learned the topic");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut first = WsClient::connect(&n0.ws()).await;
+    let ack = subscribe(
+        &mut first,
+        json!({"type": "subscribe", "topic": "lag", "since_seq": 0}),
+    )
+    .await;
+    let epoch = ack["epoch"].as_str().expect("epoch").to_owned();
+    proxy.freeze(true);
+    let mut acked = Vec::new();
+    for k in 0..5 {
+        let (status, body) = rest_publish(&n0.url("/publish"), "lag", json!(k)).await;
+        assert_eq!(status, 200, "{body}");
+        acked.push(body["seq"].as_u64().expect("seq"));
+    }
+    assert_eq!(seqs(&events(&mut first, 5).await), acked);
+    drop(first);
+
+    let since = *acked.last().expect("acked");
+    let thaw = Duration::from_secs(6);
+    let unfreeze = tokio::spawn(async move {
+        tokio::time::sleep(thaw).await;
+        proxy.freeze(false);
+        proxy
+    });
+    let mut moved = WsClient::connect(&n1.ws()).await;
+    let asked = Instant::now();
+    let ack = subscribe(
+        &mut moved,
+        json!({"type": "subscribe", "topic": "lag", "since_seq": since, "epoch": epoch}),
+    )
+    .await;
+    let waited = asked.elapsed();
+    eprintln!("the resume on the lagging node answered after {waited:?}");
+    assert_eq!(ack["recovered"], true, "after {waited:?}: {ack}");
+    assert!(ack["seq"].as_u64() >= Some(since), "{ack}");
+    assert!(
+        waited >= thaw - Duration::from_secs(1),
+        "node 1 was cut off, yet answered after {waited:?}"
+    );
+    let _proxy = unfreeze.await.expect("proxy");
+    // Nothing is replayed twice: the next event is the next publish.
+    let (status, body) = rest_publish(&n0.url("/publish"), "lag", json!("after")).await;
+    assert_eq!(status, 200, "{body}");
+    let next = events(&mut moved, 1).await;
+    assert_eq!(seqs(&next), [body["seq"].as_u64().expect("seq")]);
+
+    // A `since_seq` no node ever gave out: node 0 is up to date and the stream is healthy.
+    let mut future = WsClient::connect(&n0.ws()).await;
+    let asked = Instant::now();
+    let ack = subscribe(
+        &mut future,
+        json!({"type": "subscribe", "topic": "lag", "since_seq": since + 1_000, "epoch": epoch}),
+    )
+    .await;
+    let waited = asked.elapsed();
+    eprintln!("a since_seq from the future answered after {waited:?}");
+    assert_eq!(ack["recovered"], false, "{ack}");
+    assert!(
+        waited < Duration::from_secs(8),
+        "a since_seq from the future waited {waited:?}"
+    );
 }

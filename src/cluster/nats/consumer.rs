@@ -15,8 +15,7 @@ use tracing::{debug, info, warn};
 use super::registry::TopicValue;
 use super::subject::{decode_topic, encode_topic};
 use super::{
-    NatsBackplane, Parts, CALL_TIMEOUT, H_CREATED, H_EPOCH, H_EVENT, H_IMPLICIT, MSG_ALL,
-    MSG_PREFIX, RETRY_PAUSE,
+    NatsBackplane, Parts, H_CREATED, H_EPOCH, H_EVENT, H_IMPLICIT, MSG_ALL, MSG_PREFIX, RETRY_PAUSE,
 };
 use crate::broker::{EventBuilder, Outbox, Topic};
 use crate::clock;
@@ -75,6 +74,10 @@ const STALL_CHECK: Duration = Duration::from_secs(1);
 const STALL_CHECKS: u32 = 2;
 /// How often a resume waiting for this node to catch up looks again.
 const REACH_POLL: Duration = Duration::from_millis(10);
+/// Longest a resume waits for this node to apply its `since_seq`: longer than NATS takes to
+/// elect a new stream leader (its election timeout is 4–9 s) plus this node noticing its
+/// consumer stalled and recreating it (2–3 s), so a resume during a failover stays exact.
+const RESUME_WAIT: Duration = Duration::from_secs(15);
 
 impl NatsBackplane {
     /// Consumes the whole stream in order forever, from the last applied sequence.
@@ -276,11 +279,23 @@ impl NatsBackplane {
         Ok(Some((topic, event)))
     }
 
-    /// Waits until this node applied stream sequence `seq`, for at most `CALL_TIMEOUT` (a
-    /// `since_seq` from the future never catches up).
+    /// Waits until this node applied stream sequence `seq`, which another node may already have
+    /// delivered, for as long as the stream may still bring it here: up to [`RESUME_WAIT`], or
+    /// until a look at the stream begun after the wait did shows the stream never held `seq` (a
+    /// `since_seq` from the future). A lag that outlives a failover (an election, this node's
+    /// consumer found stalled and recreated) still ends in an exact resume.
     pub(in crate::cluster) async fn reach(&self, seq: u64) {
-        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + RESUME_WAIT;
+        let replication = &self.replication;
+        // The look-up in flight now may have been answered before `seq` was stored: wait for
+        // the one after it.
+        let fresh = replication.looks.load(Ordering::Acquire) + 2;
         while self.applied.load(Ordering::Acquire) < seq && tokio::time::Instant::now() < deadline {
+            if replication.looks.load(Ordering::Acquire) >= fresh
+                && replication.stream_last.load(Ordering::Acquire) < seq
+            {
+                return;
+            }
             tokio::time::sleep(REACH_POLL).await;
         }
     }

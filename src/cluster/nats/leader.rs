@@ -44,10 +44,18 @@ impl NatsBackplane {
             let leader = match tokio::time::timeout(LEADER_POLL, parts.stream.get_info()).await {
                 // A stream on a single (unclustered) server has no cluster section: that server
                 // leads it.
-                Ok(Ok(info)) => match info.cluster {
-                    None => Some(String::new()),
-                    Some(cluster) => cluster.leader.filter(|l| !l.is_empty()),
-                },
+                Ok(Ok(info)) => {
+                    // Only a leader answers stream info, so this is the stream as it stands.
+                    let replication = &self.replication;
+                    replication
+                        .stream_last
+                        .store(info.state.last_sequence, Ordering::Release);
+                    replication.looks.fetch_add(1, Ordering::AcqRel);
+                    match info.cluster {
+                        None => Some(String::new()),
+                        Some(cluster) => cluster.leader.filter(|l| !l.is_empty()),
+                    }
+                }
                 _ => None,
             };
             if leader != last {

@@ -1,7 +1,7 @@
 //! The state of a replicated backplane, shared by `replicas.rs` (which creates the stream and
 //! bucket with `NATS_REPLICAS` copies) and `leader.rs` (which watches the stream's leader).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use tokio::sync::watch;
 
@@ -12,6 +12,11 @@ pub(super) struct Replication {
     pub(super) replicas: usize,
     /// The last look-up found a stream leader.
     pub(super) leader: AtomicBool,
+    /// The stream's last sequence, as of the last look-up a leader answered.
+    pub(super) stream_last: AtomicU64,
+    /// Look-ups a leader answered (each sets `stream_last` first), so a waiter can tell one that
+    /// began after it did.
+    pub(super) looks: AtomicU64,
     /// Set once when NATS refuses the replica count: the line the node stops with.
     pub(super) refused: watch::Sender<Option<String>>,
 }
@@ -22,6 +27,8 @@ impl Replication {
         Self {
             replicas: replicas.max(1),
             leader: AtomicBool::new(false),
+            stream_last: AtomicU64::new(0),
+            looks: AtomicU64::new(0),
             refused: watch::Sender::new(None),
         }
     }
