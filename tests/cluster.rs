@@ -14,6 +14,7 @@ use common::procs::{
     log_file, remove_unless_panicking, require, spawn_herald, spawn_single_nats, temp_dir,
     wait_port, Proc, SETTLE,
 };
+use common::rest::create_topic;
 use common::{free_port, http, WsClient};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -630,13 +631,7 @@ async fn rolling_restart_under_load_loses_nothing_acknowledged() {
     )
     .await;
     cluster.start_nginx(false).await;
-    let created = http()
-        .post(cluster.lb_url("/topics"))
-        .json(&json!({"name": "roll"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    create_topic(&cluster.lb_url("/topics"), "roll").await;
     let (final_tx, final_rx) = tokio::sync::watch::channel(0u64);
     let subscribers: Vec<_> = (0..3)
         .map(|_| {
@@ -912,13 +907,7 @@ async fn idle_topics_expire_on_every_node_and_busy_ones_stay() {
         json!({"type": "subscribe", "topic": "busy.held"}),
     )
     .await;
-    let created = http()
-        .post(n[1].url("/topics"))
-        .json(&json!({"name": "busy.explicit"}))
-        .send()
-        .await
-        .expect("POST /topics");
-    assert_eq!(created.status(), 201);
+    create_topic(&n[1].url("/topics"), "busy.explicit").await;
     let publisher_url = n[0].url("/publish");
     let publisher = tokio::spawn(async move {
         loop {
@@ -1243,13 +1232,7 @@ async fn node_behind_proxy(env: &[(&str, &str)]) -> (Cluster, LinkProxy) {
 /// cluster (its logs are kept if the test then fails).
 async fn partition_run(env: &[(&str, &str)]) -> (Vec<u64>, Vec<Seen>, Cluster) {
     let (cluster, mut proxy) = node_behind_proxy(env).await;
-    let created = http()
-        .post(cluster.nodes[0].url("/topics"))
-        .json(&json!({"name": "part"}))
-        .send()
-        .await
-        .expect("POST /topics");
-    assert_eq!(created.status(), 201);
+    create_topic(&cluster.nodes[0].url("/topics"), "part").await;
 
     let (final_tx, final_rx) = tokio::sync::watch::channel(0u64);
     let subscribers: Vec<_> = (0..6)
@@ -1457,13 +1440,7 @@ async fn a_resume_on_a_node_that_lags_past_a_nats_timeout_is_still_exact() {
     let (cluster, proxy) = node_behind_proxy(&[]).await;
     let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
     // Node 1 knows the topic before it is cut off, so it can take the subscribe alone.
-    let created = http()
-        .post(n0.url("/topics"))
-        .json(&json!({"name": "lag"}))
-        .send()
-        .await
-        .expect("POST /topics");
-    assert_eq!(created.status(), 201);
+    create_topic(&n0.url("/topics"), "lag").await;
     let deadline = Instant::now() + SETTLE;
     while get(&n1.url("/topics/lag")).await.0 != 200 {
         assert!(Instant::now() < deadline, "node 1 never learned the topic");

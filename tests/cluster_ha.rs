@@ -14,6 +14,7 @@ use common::procs::{
     log_file, remove_unless_panicking, require, spawn_herald, spawn_single_nats, temp_dir,
     wait_port, wait_ready, Proc, SETTLE,
 };
+use common::rest::create_topic;
 use common::{free_port, http, WsClient};
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -596,13 +597,7 @@ async fn stream_leader_frozen_then_killed_loses_nothing_acknowledged() {
     assert_delivered(&acked, last_tx, subscribers).await;
     // Node 0 lost its server: its registry watch and report exchange moved on too. A topic
     // created through node 1 appears on node 0, and node 0 counts both nodes' reports.
-    let created = http()
-        .post(cluster.url(1, "/topics"))
-        .json(&json!({"name": "after-the-kill"}))
-        .send()
-        .await
-        .expect("create topic");
-    assert_eq!(created.status(), 201);
+    create_topic(&cluster.url(1, "/topics"), "after-the-kill").await;
     let deadline = Instant::now() + SETTLE;
     loop {
         let topic = http()

@@ -45,6 +45,17 @@ pub async fn send(req: RequestBuilder) -> (StatusCode, Value) {
     (status, resp.json().await.expect("JSON body"))
 }
 
+/// `POST /topics` at `topics_url` (a node's or the load balancer's), which must create `name`.
+pub async fn create_topic(topics_url: &str, name: &str) {
+    let created = http()
+        .post(topics_url)
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .await
+        .expect("POST /topics");
+    assert_eq!(created.status(), 201, "POST /topics {name}");
+}
+
 /// `GET url` and its JSON body, whatever the status.
 pub async fn get_json(url: &str) -> Value {
     send(http().get(url)).await.1
