@@ -80,7 +80,7 @@ impl Cluster {
                 .collect(),
         };
         cluster.nats = cluster.spawn_nats(&nats_bin);
-        wait_port(nats_port, "nats-server").await;
+        cluster.wait_nats().await;
         for _ in 0..nodes {
             let port = free_port();
             let proc = cluster.spawn_node(port, cluster.nodes.len());
@@ -98,6 +98,14 @@ impl Cluster {
 
     fn spawn_nats(&self, bin: &Path) -> Proc {
         spawn_single_nats(bin, &self.dir, self.nats_port)
+    }
+
+    /// Waits for the NATS server just spawned to listen.
+    async fn wait_nats(&mut self) {
+        let log = self.dir.join("nats.err");
+        self.nats
+            .wait_listening(self.nats_port, "nats-server", &log)
+            .await;
     }
 
     fn spawn_node(&self, port: u16, index: usize) -> Proc {
@@ -537,7 +545,7 @@ async fn nats_outage_fails_loudly_and_recovers() {
 
     let bin = require("nats-server");
     cluster.nats = cluster.spawn_nats(&bin);
-    wait_port(cluster.nats_port, "nats-server").await;
+    cluster.wait_nats().await;
     for i in 0..3 {
         cluster.wait_ready(i).await;
         assert_eq!(backplane_up(&cluster.nodes[i].url("/metrics")).await, "1");

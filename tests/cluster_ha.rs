@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::assert::assert_acked_once_in_order;
 use common::procs::{
     log_file, remove_unless_panicking, require, spawn_herald, spawn_single_nats, temp_dir,
-    wait_port, wait_ready, Proc, SETTLE,
+    wait_ready, Proc, SETTLE,
 };
 use common::rest::create_topic;
 use common::{free_port, http, WsClient};
@@ -99,8 +99,11 @@ impl HaCluster {
                 proc,
             });
         }
-        for s in &servers {
-            wait_port(s.client_port, "nats-server").await;
+        for s in &mut servers {
+            let log = dir.join(format!("{}.err", s.name));
+            s.proc
+                .wait_listening(s.client_port, "nats-server", &log)
+                .await;
         }
         let url = servers
             .iter()
@@ -653,7 +656,11 @@ async fn rolling_restart_of_nats_loses_nothing_acknowledged() {
         server.proc.signal("TERM");
         assert!(server.proc.wait_exit(SETTLE).await.is_some(), "n{i} exited");
         server.proc = spawn_nats(&bin, &cluster.dir, &server.name, &server.config);
-        wait_port(server.client_port, "nats-server").await;
+        let log = cluster.dir.join(format!("{}.err", server.name));
+        server
+            .proc
+            .wait_listening(server.client_port, "nats-server", &log)
+            .await;
         cluster.wait_replicated().await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -678,7 +685,8 @@ async fn replicas_a_single_server_cannot_hold_stop_start_up_with_one_line() {
     let dir = temp_dir("herald-ha-single");
     let nats_port = free_port();
     let mut nats = spawn_single_nats(&bin, &dir, nats_port);
-    wait_port(nats_port, "nats-server").await;
+    nats.wait_listening(nats_port, "nats-server", &dir.join("nats.err"))
+        .await;
     let url = format!("nats://127.0.0.1:{nats_port}");
     let env = [("NATS_REPLICAS".to_string(), "3".to_string())];
     let mut node = spawn_herald(&dir, free_port(), 0, &url, &env);

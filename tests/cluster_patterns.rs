@@ -7,8 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::procs::{
-    remove_unless_panicking, require, spawn_herald, spawn_single_nats, temp_dir, wait_port,
-    wait_ready,
+    remove_unless_panicking, require, spawn_herald, spawn_single_nats, temp_dir, wait_ready,
 };
 use common::{free_port, http, WsClient};
 use serde_json::{json, Value};
@@ -31,7 +30,8 @@ async fn a_pattern_on_one_node_hears_topics_published_on_another() {
     let dir = temp_dir("herald-cluster-patterns");
     let nats_port = free_port();
     let mut nats = spawn_single_nats(&nats_bin, &dir, nats_port);
-    wait_port(nats_port, "nats-server").await;
+    nats.wait_listening(nats_port, "nats-server", &dir.join("nats.err"))
+        .await;
     let url = format!("nats://127.0.0.1:{nats_port}");
     let ports = [free_port(), free_port()];
     let mut nodes: Vec<_> = ports

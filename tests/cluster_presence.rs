@@ -7,8 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::procs::{
-    remove_unless_panicking, require, spawn_herald, spawn_single_nats, temp_dir, wait_port,
-    wait_ready, Proc,
+    remove_unless_panicking, require, spawn_herald, spawn_single_nats, temp_dir, wait_ready, Proc,
 };
 use common::{free_port, http, WsClient};
 use serde_json::{json, Value};
@@ -91,7 +90,8 @@ async fn presence_is_one_set_across_nodes_and_a_killed_nodes_clients_leave() {
     let dir = temp_dir("herald-cluster-presence");
     let nats_port = free_port();
     let mut nats = spawn_single_nats(&nats_bin, &dir, nats_port);
-    wait_port(nats_port, "nats-server").await;
+    nats.wait_listening(nats_port, "nats-server", &dir.join("nats.err"))
+        .await;
     let url = format!("nats://127.0.0.1:{nats_port}");
     let env = [
         ("PRESENCE_TTL_SECS".to_string(), TTL_SECS.to_string()),

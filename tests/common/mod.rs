@@ -37,8 +37,12 @@ pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A port for a spawned `herald` binary that is free now and unlikely to be taken before the
 /// child binds it: it lies below Linux's ephemeral range (32768+), from which every other test's
-/// `:0` listeners and outgoing connections draw, and is checked on all interfaces.
+/// `:0` listeners and outgoing connections draw, and is checked on all interfaces. A port is
+/// handed out once per test process: the tests of one binary run in parallel, and a port given
+/// to one test's child that has not bound it yet would otherwise look free to the next test.
 pub fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -46,7 +50,8 @@ pub fn free_port() -> u16 {
         ^ std::process::id().wrapping_mul(2_654_435_761);
     for i in 0..1000u32 {
         let port = 20_000 + (seed.wrapping_add(i.wrapping_mul(7_919)) % 12_000) as u16;
-        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            handed_out.push(port);
             return port;
         }
     }

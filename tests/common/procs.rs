@@ -107,6 +107,34 @@ pub async fn wait_port(port: u16, what: &str) {
 }
 
 impl Proc {
+    /// Waits until this child listens on `port`. Fails at once if it exited first, and either
+    /// way shows the end of its log `log`, so a failed start says why (a port taken, a bad
+    /// config) instead of only that nothing listened.
+    pub async fn wait_listening(&mut self, port: u16, what: &str, log: &Path) {
+        let deadline = Instant::now() + SETTLE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            let exited = match self.child.as_mut() {
+                Some(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
+                None => Some("killed".to_string()),
+            };
+            if exited.is_some() || Instant::now() >= deadline {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "{what} did not listen on {port} (exit: {}); the end of {}:\n{}",
+                    exited.as_deref().unwrap_or("still running"),
+                    log.display(),
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends `signal` (`STOP`, `CONT`, `TERM`, ...) without waiting.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
