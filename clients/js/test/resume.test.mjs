@@ -1,6 +1,7 @@
 // The client against the real herald binary through a TCP proxy that breaks its connection:
 // cuts every ~300 ms, a frozen path only the heartbeat watchdog notices, a server restart (a new
 // epoch, so onGap), and a slow-consumer disconnect. Every message must arrive once, in order.
+import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
@@ -143,8 +144,13 @@ test('closed as a slow consumer: resumes and loses nothing', { timeout: 60_000 }
   await seen.sub.ready;
 
   // The client stops reading: herald's writes fill the socket buffers, then its 16-frame queue.
+  // The payload must not compress: ws negotiates permessage-deflate, and 2,000 events of 8 KiB
+  // of one letter go out as ~60-byte frames that the socket buffers alone absorb, so the queue
+  // overflowed only when the writer happened to fall 16 frames behind the publisher. Random
+  // bytes keep ~12 MiB on the wire, past the ~4 MiB the socket buffers and the 2 MiB the writer
+  // may hold.
   proxy.stall();
-  const blob = 'x'.repeat(8 * 1024);
+  const blob = randomBytes(6 * 1024).toString('base64');
   const publisher = new HeraldClient(server.ws, { WebSocket, maxQueued: 2000 });
   const acks = [];
   for (let n = 0; n < 2000; n++) acks.push(publisher.publish('slow', { n, blob }));
