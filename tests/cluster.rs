@@ -6,13 +6,12 @@ mod common;
 use std::collections::{BTreeSet, HashSet};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::assert::assert_acked_once_in_order;
 use common::procs::{
-    log_file, remove_unless_panicking, require, spawn_herald, spawn_single_nats, temp_dir,
-    wait_port, Proc, SETTLE,
+    remove_unless_panicking, require, spawn_herald, spawn_single_nats, temp_dir, Proc, SETTLE,
 };
 use common::rest::create_topic;
 use common::{free_port, http, WsClient};
@@ -68,7 +67,10 @@ impl Cluster {
         let dir = temp_dir("herald-cluster");
         let nats_port = free_port();
         let mut cluster = Self {
-            nats: Proc { child: None },
+            nats: Proc {
+                child: None,
+                stderr: None,
+            },
             dir,
             nats_port,
             nodes: Vec::new(),
@@ -80,7 +82,7 @@ impl Cluster {
                 .collect(),
         };
         cluster.nats = cluster.spawn_nats(&nats_bin);
-        cluster.wait_nats().await;
+        cluster.nats.wait_listening(cluster.nats_port).await;
         for _ in 0..nodes {
             let port = free_port();
             let proc = cluster.spawn_node(port, cluster.nodes.len());
@@ -92,20 +94,8 @@ impl Cluster {
         cluster
     }
 
-    fn log(&self, name: &str) -> Stdio {
-        log_file(&self.dir, name)
-    }
-
     fn spawn_nats(&self, bin: &Path) -> Proc {
         spawn_single_nats(bin, &self.dir, self.nats_port)
-    }
-
-    /// Waits for the NATS server just spawned to listen.
-    async fn wait_nats(&mut self) {
-        let log = self.dir.join("nats.err");
-        self.nats
-            .wait_listening(self.nats_port, "nats-server", &log)
-            .await;
     }
 
     fn spawn_node(&self, port: u16, index: usize) -> Proc {
@@ -209,20 +199,18 @@ http {{
         );
         let path = self.dir.join("nginx.conf");
         std::fs::write(&path, conf).expect("write nginx.conf");
-        let child = Command::new(bin)
-            .arg("-p")
+        let mut cmd = Command::new(bin);
+        cmd.arg("-p")
             .arg(&self.dir)
             .arg("-c")
             .arg(&path)
             .arg("-e")
             .arg(self.dir.join("nginx-error.log"))
-            .stdout(self.log("nginx.out"))
-            .stderr(self.log("nginx.err"))
-            .process_group(0)
-            .spawn()
-            .expect("spawn nginx");
-        self.nginx = Some(Proc { child: Some(child) });
-        wait_port(self.nginx_port, "nginx").await;
+            .process_group(0);
+        let nginx = self
+            .nginx
+            .insert(Proc::spawn_logged(&mut cmd, &self.dir, "nginx"));
+        nginx.wait_listening(self.nginx_port).await;
     }
 
     fn lb_ws(&self) -> String {
@@ -545,7 +533,7 @@ async fn nats_outage_fails_loudly_and_recovers() {
 
     let bin = require("nats-server");
     cluster.nats = cluster.spawn_nats(&bin);
-    cluster.wait_nats().await;
+    cluster.nats.wait_listening(cluster.nats_port).await;
     for i in 0..3 {
         cluster.wait_ready(i).await;
         assert_eq!(backplane_up(&cluster.nodes[i].url("/metrics")).await, "1");

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::assert::assert_acked_once_in_order;
 use common::procs::{
-    log_file, remove_unless_panicking, require, spawn_herald, spawn_single_nats, temp_dir,
-    wait_ready, Proc, SETTLE,
+    remove_unless_panicking, require, spawn_herald, spawn_single_nats, temp_dir, wait_ready, Proc,
+    SETTLE,
 };
 use common::rest::create_topic;
 use common::{free_port, http, WsClient};
@@ -100,10 +100,7 @@ impl HaCluster {
             });
         }
         for s in &mut servers {
-            let log = dir.join(format!("{}.err", s.name));
-            s.proc
-                .wait_listening(s.client_port, "nats-server", &log)
-                .await;
+            s.proc.wait_listening(s.client_port).await;
         }
         let url = servers
             .iter()
@@ -295,14 +292,7 @@ impl HaCluster {
 }
 
 fn spawn_nats(bin: &PathBuf, dir: &std::path::Path, name: &str, config: &PathBuf) -> Proc {
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(config)
-        .stdout(log_file(dir, &format!("{name}.out")))
-        .stderr(log_file(dir, &format!("{name}.err")))
-        .spawn()
-        .expect("spawn nats-server");
-    Proc { child: Some(child) }
+    Proc::spawn_logged(Command::new(bin).arg("-c").arg(config), dir, name)
 }
 
 /// What one publisher saw.
@@ -656,11 +646,7 @@ async fn rolling_restart_of_nats_loses_nothing_acknowledged() {
         server.proc.signal("TERM");
         assert!(server.proc.wait_exit(SETTLE).await.is_some(), "n{i} exited");
         server.proc = spawn_nats(&bin, &cluster.dir, &server.name, &server.config);
-        let log = cluster.dir.join(format!("{}.err", server.name));
-        server
-            .proc
-            .wait_listening(server.client_port, "nats-server", &log)
-            .await;
+        server.proc.wait_listening(server.client_port).await;
         cluster.wait_replicated().await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -685,8 +671,7 @@ async fn replicas_a_single_server_cannot_hold_stop_start_up_with_one_line() {
     let dir = temp_dir("herald-ha-single");
     let nats_port = free_port();
     let mut nats = spawn_single_nats(&bin, &dir, nats_port);
-    nats.wait_listening(nats_port, "nats-server", &dir.join("nats.err"))
-        .await;
+    nats.wait_listening(nats_port).await;
     let url = format!("nats://127.0.0.1:{nats_port}");
     let env = [("NATS_REPLICAS".to_string(), "3".to_string())];
     let mut node = spawn_herald(&dir, free_port(), 0, &url, &env);

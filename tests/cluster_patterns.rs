@@ -30,8 +30,7 @@ async fn a_pattern_on_one_node_hears_topics_published_on_another() {
     let dir = temp_dir("herald-cluster-patterns");
     let nats_port = free_port();
     let mut nats = spawn_single_nats(&nats_bin, &dir, nats_port);
-    nats.wait_listening(nats_port, "nats-server", &dir.join("nats.err"))
-        .await;
+    nats.wait_listening(nats_port).await;
     let url = format!("nats://127.0.0.1:{nats_port}");
     let ports = [free_port(), free_port()];
     let mut nodes: Vec<_> = ports

@@ -90,8 +90,7 @@ async fn presence_is_one_set_across_nodes_and_a_killed_nodes_clients_leave() {
     let dir = temp_dir("herald-cluster-presence");
     let nats_port = free_port();
     let mut nats = spawn_single_nats(&nats_bin, &dir, nats_port);
-    nats.wait_listening(nats_port, "nats-server", &dir.join("nats.err"))
-        .await;
+    nats.wait_listening(nats_port).await;
     let url = format!("nats://127.0.0.1:{nats_port}");
     let env = [
         ("PRESENCE_TTL_SECS".to_string(), TTL_SECS.to_string()),

@@ -15,9 +15,25 @@ pub const SETTLE: Duration = Duration::from_secs(20);
 pub struct Proc {
     /// The process; `None` once it was killed or exited.
     pub child: Option<Child>,
+    /// Its stderr's file, shown when it does not come up (`None`: not logged to a file).
+    pub stderr: Option<PathBuf>,
 }
 
 impl Proc {
+    /// Starts `cmd` with its stdout and stderr in `dir`, as `name.out` and `name.err`.
+    pub fn spawn_logged(cmd: &mut Command, dir: &Path, name: &str) -> Self {
+        let stderr = dir.join(format!("{name}.err"));
+        let child = cmd
+            .stdout(log_file(dir, &format!("{name}.out")))
+            .stderr(log_file(dir, &format!("{name}.err")))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
+        Self {
+            child: Some(child),
+            stderr: Some(stderr),
+        }
+    }
+
     /// Its process id (0 once gone).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
@@ -94,13 +110,17 @@ pub fn require(program: &str) -> PathBuf {
     );
 }
 
+/// Whether something accepts connections on loopback `port`.
+async fn listens(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+}
+
 /// Waits until something listens on `port`.
 pub async fn wait_port(port: u16, what: &str) {
     let deadline = Instant::now() + SETTLE;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
+    while !listens(port).await {
         assert!(Instant::now() < deadline, "{what} did not listen on {port}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -108,27 +128,24 @@ pub async fn wait_port(port: u16, what: &str) {
 
 impl Proc {
     /// Waits until this child listens on `port`. Fails at once if it exited first, and either
-    /// way shows the end of its log `log`, so a failed start says why (a port taken, a bad
-    /// config) instead of only that nothing listened.
-    pub async fn wait_listening(&mut self, port: u16, what: &str, log: &Path) {
+    /// way shows the end of its stderr, so a failed start says why (a port taken, a bad config)
+    /// instead of only that nothing listened.
+    pub async fn wait_listening(&mut self, port: u16) {
         let deadline = Instant::now() + SETTLE;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
+        while !listens(port).await {
             let exited = match self.child.as_mut() {
                 Some(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
                 None => Some("killed".to_string()),
             };
             if exited.is_some() || Instant::now() >= deadline {
+                let log = self.stderr.as_deref().unwrap_or(Path::new("/dev/null"));
                 let text = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(20).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                let lines: Vec<&str> = text.lines().collect();
                 panic!(
-                    "{what} did not listen on {port} (exit: {}); the end of {}:\n{}",
+                    "nothing listened on {port} (exit: {}); the end of {}:\n{}",
                     exited.as_deref().unwrap_or("still running"),
                     log.display(),
-                    tail.join("\n")
+                    lines[lines.len().saturating_sub(20)..].join("\n")
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -171,12 +188,7 @@ pub fn spawn_herald(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd
-        .stdout(log_file(dir, &format!("node{index}-{port}.out")))
-        .stderr(log_file(dir, &format!("node{index}-{port}.err")))
-        .spawn()
-        .expect("spawn herald");
-    Proc { child: Some(child) }
+    Proc::spawn_logged(&mut cmd, dir, &format!("node{index}-{port}"))
 }
 
 /// Waits for `/readyz` on `port` to answer 200.
@@ -224,13 +236,9 @@ pub fn remove_unless_panicking(dir: &Path) {
 
 /// A single `nats-server -js` (`bin`) on loopback `port`, its store and logs in `dir`.
 pub fn spawn_single_nats(bin: &Path, dir: &Path, port: u16) -> Proc {
-    let child = Command::new(bin)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+    let mut cmd = Command::new(bin);
+    cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
         .arg("-sd")
-        .arg(dir.join("js"))
-        .stdout(log_file(dir, "nats.out"))
-        .stderr(log_file(dir, "nats.err"))
-        .spawn()
-        .expect("spawn nats-server");
-    Proc { child: Some(child) }
+        .arg(dir.join("js"));
+    Proc::spawn_logged(&mut cmd, dir, "nats")
 }
